@@ -1,0 +1,4 @@
+//! Reusable view components.
+
+pub mod chart;
+pub mod kpi;

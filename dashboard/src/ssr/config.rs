@@ -1,0 +1,207 @@
+//! The dashboard's part of the repository's single TOML configuration file.
+//!
+//! Read with figment: the file, then environment overrides `ETL_<SECTION>__<KEY>`
+//! (`ETL_WAREHOUSE__URL`, `ETL_DASHBOARD__ADDR`, `ETL_DASHBOARD__REFRESH_MS`, `ETL_MODE`).
+//! Keys the dashboard does not use are ignored.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use figment::{
+    providers::{Env, Format, Toml},
+    Figment,
+};
+use serde::Deserialize;
+
+use super::error::DashboardError;
+
+/// Passwords that production mode refuses.
+pub const WELL_KNOWN_PASSWORDS: &[&str] = &["postgres", "password", "changeme", "etl"];
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Warehouse {
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Dashboard {
+    #[serde(default = "default_addr")]
+    pub addr: SocketAddr,
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+    /// Directory holding `pkg/dashboard.js`, `pkg/dashboard.wasm`, `style.css`...
+    #[serde(default)]
+    pub site_root: Option<PathBuf>,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Self { addr: default_addr(), refresh_ms: default_refresh_ms(), site_root: None }
+    }
+}
+
+fn default_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3000))
+}
+
+fn default_refresh_ms() -> u64 {
+    2000
+}
+
+/// The settings the dashboard uses.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub mode: Mode,
+    pub warehouse: Warehouse,
+    #[serde(default)]
+    pub dashboard: Dashboard,
+}
+
+impl Settings {
+    /// Reads `path` (which must exist if `required`) and the `ETL_` environment overrides.
+    pub fn load(path: &Path, required: bool) -> Result<Self, DashboardError> {
+        if required && !path.is_file() {
+            return Err(DashboardError::ConfigMissing(path.to_path_buf()));
+        }
+        Self::from_figment(Figment::new().merge(Toml::file(path)).merge(Env::prefixed("ETL_").split("__")))
+    }
+
+    /// Extracts and validates settings from any figment (used by tests).
+    pub fn from_figment(figment: Figment) -> Result<Self, DashboardError> {
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), DashboardError> {
+        let pg = tokio_postgres::Config::from_str(&self.warehouse.url).map_err(DashboardError::WarehouseUrl)?;
+        if self.dashboard.refresh_ms < 100 {
+            return Err(DashboardError::Invalid(format!(
+                "[dashboard] refresh_ms = {} is below the minimum of 100",
+                self.dashboard.refresh_ms
+            )));
+        }
+        if self.mode == Mode::Production {
+            match pg.get_password() {
+                None | Some(b"") => return Err(DashboardError::InsecureProduction("has no password")),
+                Some(p) => {
+                    let p = String::from_utf8_lossy(p).to_lowercase();
+                    if WELL_KNOWN_PASSWORDS.contains(&p.as_str()) {
+                        return Err(DashboardError::InsecureProduction("uses a well-known default password"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the static site is: `LEPTOS_SITE_ROOT` if set, else `[dashboard] site_root`,
+    /// else `target/site` if it exists, else `site/` next to the binary's directory
+    /// (`$CARGO_TARGET_DIR/release/dashboard` → `$CARGO_TARGET_DIR/site`), else `target/site`.
+    pub fn site_root(&self) -> PathBuf {
+        if let Some(root) = std::env::var_os("LEPTOS_SITE_ROOT").filter(|v| !v.is_empty()) {
+            return PathBuf::from(root);
+        }
+        if let Some(root) = &self.dashboard.site_root {
+            return root.clone();
+        }
+        let local = PathBuf::from("target/site");
+        if local.is_dir() {
+            return local;
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("site")))
+            .filter(|p| p.is_dir())
+            .unwrap_or(local)
+    }
+}
+
+/// The URL with its password masked, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml: &str) -> Result<Settings, DashboardError> {
+        Settings::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    #[test]
+    fn reads_the_repository_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/etl.toml");
+        let figment = Figment::new().merge(Toml::file(path));
+        let s = Settings::from_figment(figment).expect("config/etl.toml is valid");
+        assert_eq!(s.mode, Mode::Development);
+        assert_eq!(s.dashboard.refresh_ms, 2000);
+        assert_eq!(s.dashboard.addr, "127.0.0.1:3000".parse().unwrap());
+    }
+
+    #[test]
+    fn env_overrides_with_double_underscore() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("etl.toml", "[warehouse]\nurl = \"postgres://u@h/db\"\n[dashboard]\nrefresh_ms = 2000\n")?;
+            jail.set_env("ETL_DASHBOARD__REFRESH_MS", "500");
+            jail.set_env("ETL_DASHBOARD__ADDR", "127.0.0.1:4567");
+            jail.set_env("ETL_WAREHOUSE__URL", "postgres://x@y/z");
+            let s = Settings::load(Path::new("etl.toml"), true).map_err(|e| e.to_string())?;
+            assert_eq!(s.dashboard.refresh_ms, 500);
+            assert_eq!(s.dashboard.addr.port(), 4567);
+            assert_eq!(s.warehouse.url, "postgres://x@y/z");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_needs_a_real_password() {
+        let base = |url: &str| format!("mode = \"production\"\n[warehouse]\nurl = \"{url}\"\n");
+        for url in [
+            "postgres://postgres@127.0.0.1/warehouse",
+            "postgres://postgres:postgres@127.0.0.1/warehouse",
+            "postgres://etl:ChangeMe@db/warehouse",
+            "host=db user=etl password=etl dbname=w",
+        ] {
+            let err = settings(&base(url)).expect_err(url);
+            assert!(matches!(err, DashboardError::InsecureProduction(_)), "{url}: {err}");
+        }
+        assert!(settings(&base("postgres://etl:s3cr3t-Value@db/warehouse")).is_ok());
+        assert!(settings("[warehouse]\nurl = \"postgres://postgres@127.0.0.1/w\"\n").is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(settings("[warehouse]\nurl = \"postgres://a@b/c\"\n[dashboard]\nrefresh_ms = 5\n").is_err());
+        assert!(settings("mode = \"staging\"\n[warehouse]\nurl = \"postgres://a@b/c\"\n").is_err());
+        assert!(settings("[dashboard]\nrefresh_ms = 500\n").is_err(), "warehouse.url is required");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://etl:secret@db:5432/w"), "postgres://etl:***@db:5432/w");
+        assert_eq!(redact_url("postgres://postgres@db/w"), "postgres://postgres@db/w");
+    }
+}

@@ -1,0 +1,11 @@
+//! Server-only code: configuration, the warehouse pool, the queries and the HTTP server.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod overview;
+pub mod server;
+
+pub use config::{Mode, Settings};
+pub use error::DashboardError;
+pub use server::{router, serve, AppState};

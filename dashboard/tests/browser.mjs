@@ -1,0 +1,100 @@
+// Browser test of the dashboard, driven by tests/browser.sh (which starts the server and
+// the scratch database). Uses playwright-core with the system Chromium: never downloads one.
+//
+// env: DASHBOARD_URL, TEST_DB_URL (psql), EXPECT_REVENUE, NEW_SALES_SQL, EXPECT_REVENUE_AFTER,
+//      SCREENSHOT_DIR, CHROMIUM (default /usr/bin/chromium)
+import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`missing env ${k}`);
+  return v;
+};
+const url = env('DASHBOARD_URL');
+const dbUrl = env('TEST_DB_URL');
+const expectRevenue = env('EXPECT_REVENUE');
+const newSalesSql = env('NEW_SALES_SQL');
+const expectAfter = env('EXPECT_REVENUE_AFTER');
+const shotDir = env('SCREENSHOT_DIR');
+const t0 = Date.now();
+const log = (...a) => console.log(`[browser ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+const problems = [];
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+let ok = false;
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) problems.push(`HTTP ${r.status()} ${r.url()}`);
+  });
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  let navigations = 0;
+  page.on('framenavigated', (f) => {
+    if (f === page.mainFrame()) navigations += 1;
+  });
+
+  const resp = await page.goto(url, { waitUntil: 'load' });
+  if (!resp || resp.status() !== 200) throw new Error(`GET ${url}: ${resp && resp.status()}`);
+  const h1 = (await page.textContent('h1'))?.trim();
+  if (h1 !== 'Sales overview') throw new Error(`header is ${JSON.stringify(h1)}`);
+
+  const revenue = page.locator('[data-kpi="revenue"] .kpi-value');
+  const shown = (await revenue.textContent())?.trim();
+  if (shown !== expectRevenue) throw new Error(`revenue card shows ${JSON.stringify(shown)}, expected ${expectRevenue}`);
+  log(`server-rendered revenue ${shown}`);
+  for (const kpi of ['orders', 'customers', 'avg_basket']) {
+    const v = (await page.textContent(`[data-kpi="${kpi}"] .kpi-value`))?.trim();
+    if (!v) throw new Error(`KPI ${kpi} is empty`);
+  }
+  const d = await page.getAttribute('svg.chart path.line', 'd');
+  if (!d || !/^M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+$/.test(d)) throw new Error(`chart line path is ${JSON.stringify(d)}`);
+  const rows = await page.locator('table.countries tbody tr').count();
+  if (rows < 1) throw new Error('revenue by country table is empty');
+  log(`chart path ok (${d.split(' ').length} points), ${rows} country row(s)`);
+
+  await page.waitForSelector('main[data-hydrated="true"]', { timeout: 20000 });
+  log('hydrated');
+  await page.evaluate(() => {
+    window.__sameDocument = true;
+  });
+  const updatedBefore = await page.textContent('[data-testid="last-updated"]');
+
+  execFileSync('psql', [dbUrl, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', newSalesSql], { stdio: 'inherit' });
+  log('inserted more sales');
+  const started = Date.now();
+  await page.waitForFunction(
+    (exp) => document.querySelector('[data-kpi="revenue"] .kpi-value')?.textContent.trim() === exp,
+    expectAfter,
+    { timeout: 10000, polling: 100 },
+  );
+  log(`revenue card now ${expectAfter} after ${Date.now() - started} ms`);
+  const same = await page.evaluate(() => window.__sameDocument === true);
+  if (!same || navigations !== 1) throw new Error(`the page reloaded (navigations=${navigations})`);
+  const updatedAfter = await page.textContent('[data-testid="last-updated"]');
+  log(`last updated ${updatedBefore} -> ${updatedAfter}`);
+
+  await page.waitForTimeout(300); // let the chart settle before the picture
+  const shot = path.join(shotDir, 'dashboard.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  log(`screenshot ${shot}`);
+  if (problems.length === 0) ok = true;
+} catch (e) {
+  problems.push(`failure: ${e.message}`);
+} finally {
+  await browser.close();
+}
+for (const p of problems) console.error(`  - ${p}`);
+process.exit(ok ? 0 : 1);
