@@ -9,9 +9,11 @@
 //!   warehouse uses to absorb an event published twice.
 
 mod envelope;
+mod settings;
 mod topics;
 
 pub use envelope::*;
+pub use settings::*;
 pub use topics::*;
 
 /// Version of this contract, written into every `source.version`.

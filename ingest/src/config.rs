@@ -1,0 +1,142 @@
+//! Configuration: the project's single TOML file, with `ETL_<SECTION>__<KEY>` environment
+//! overrides.
+
+use etl_contract::KafkaSettings;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(default)]
+    pub mode: Mode,
+    pub kafka: KafkaSettings,
+    pub ingest: IngestSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// Address of the `/health` and `/metrics` endpoints.
+    pub metrics_addr: SocketAddr,
+    /// Directory of the checkpoint files (one per source).
+    pub checkpoint_dir: PathBuf,
+    pub csv: Option<CsvSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CsvSettings {
+    /// The watched folder.
+    pub watch_dir: PathBuf,
+    /// Default field delimiter (one byte).
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    /// Rescan interval, in addition to filesystem notifications.
+    #[serde(default = "default_poll")]
+    pub poll_interval_ms: u64,
+    /// A record longer than this that never ends (an unbalanced quote) is dead-lettered.
+    #[serde(default = "default_max_record")]
+    pub max_record_bytes: usize,
+    /// Bytes read from a file before the records are published and the checkpoint saved.
+    #[serde(default = "default_chunk")]
+    pub chunk_bytes: usize,
+    pub entities: Vec<CsvEntity>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CsvEntity {
+    /// Entity name: the topic is `<prefix>.csv.<name>`.
+    pub name: String,
+    /// Glob on the file name (not the path), e.g. `sales*.csv`.
+    pub pattern: String,
+    /// Primary-key columns, by header name.
+    pub key: Vec<String>,
+    /// Overrides the default delimiter for this entity.
+    pub delimiter: Option<char>,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+fn default_poll() -> u64 {
+    1000
+}
+fn default_max_record() -> usize {
+    1 << 20
+}
+fn default_chunk() -> usize {
+    4 << 20
+}
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot load configuration {path}: {source} (check the file, or the ETL_* environment variables)")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: Box<figment::Error>,
+    },
+    #[error("invalid configuration {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let settings: Settings = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(Env::prefixed("ETL_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Load {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            })?;
+        settings.validate().map_err(|reason| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(csv) = &self.ingest.csv {
+            let mut names = std::collections::HashSet::new();
+            for e in &csv.entities {
+                etl_contract::data_topic(&self.kafka.topic_prefix, "csv", &e.name)
+                    .map_err(|err| format!("entity {:?}: {err}", e.name))?;
+                if !names.insert(&e.name) {
+                    return Err(format!("entity {:?} is declared twice", e.name));
+                }
+                if e.key.is_empty() {
+                    return Err(format!("entity {:?} has no key column", e.name));
+                }
+                glob::Pattern::new(&e.pattern)
+                    .map_err(|err| format!("entity {:?}: bad pattern: {err}", e.name))?;
+                for d in [Some(csv.delimiter), e.delimiter].into_iter().flatten() {
+                    if !d.is_ascii() {
+                        return Err(format!("delimiter {d:?} is not a single ASCII byte"));
+                    }
+                }
+            }
+        }
+        if self.mode == Mode::Production {
+            for (k, v) in &self.kafka.client {
+                if k.contains("password") && matches!(v.as_str(), "" | "changeme" | "password") {
+                    return Err(format!(
+                        "production mode: kafka.client.{k} is empty or a default password; set a real secret (ETL_KAFKA__CLIENT__...)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! `ingest`: the source agents. Reads the `[kafka]` and `[ingest]` sections of the
+//! configuration file and runs every configured source until SIGINT/SIGTERM.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ingest::config::Settings;
+use ingest::ops::{self, Liveness};
+use ingest::publisher::Publisher;
+use ingest::sources::{csv::CsvSource, Source, SourceContext};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(version, about = "Source agents: capture changes (CSV folder, ...) and publish them to Kafka as change events")]
+struct Cli {
+    /// Configuration file (TOML); every key can be overridden with ETL_<SECTION>__<KEY>.
+    #[arg(long, short, default_value = "config/etl.toml", env = "ETL_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every configured source until SIGINT or SIGTERM.
+    Run,
+    /// Load and validate the configuration, print the topics, and exit.
+    Check,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("ETL_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let settings = Settings::load(&cli.config)?;
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    if let Some(csv) = settings.ingest.csv.clone() {
+        sources.push(Arc::new(CsvSource::new(csv, &settings.kafka.topic_prefix)?));
+    }
+    match cli.command {
+        Command::Check => {
+            for s in &sources {
+                for t in s.topics() {
+                    println!("{}\t{t}", s.name());
+                }
+            }
+            Ok(())
+        }
+        Command::Run => run(settings, sources).await,
+    }
+}
+
+async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
+    anyhow::ensure!(!sources.is_empty(), "no source is configured: add an [ingest.csv] section");
+    let metrics = ops::install_metrics()?;
+    let liveness = Liveness::default();
+    liveness.beat();
+    let ops_addr = settings.ingest.metrics_addr;
+    let ops_liveness = liveness.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ops::serve(ops_addr, metrics, ops_liveness).await {
+            error!(error = %e, "ops endpoint failed");
+            std::process::exit(2);
+        }
+    });
+    let publisher = Publisher::new(&settings.kafka)?;
+    let topics: Vec<String> = sources.iter().flat_map(|s| s.topics()).collect();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match publisher.ensure_topics(&topics).await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(error = %e, brokers = %settings.kafka.brokers, "cannot create topics yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ctx = SourceContext {
+        publisher: publisher.clone(),
+        topic_prefix: settings.kafka.topic_prefix.clone(),
+        checkpoint_dir: settings.ingest.checkpoint_dir.clone(),
+        liveness,
+        shutdown: stop_rx,
+    };
+    let mut tasks = Vec::new();
+    for source in sources {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(supervise(source, ctx)));
+    }
+    info!(topics = ?topics, "ingest running");
+    shutdown_signal().await;
+    info!("stopping: finishing the batches in flight");
+    let _ = stop_tx.send(true);
+    let mut failed = false;
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            error!(error = %e, "source failed");
+            failed = true;
+        }
+    }
+    publisher
+        .flush(Duration::from_secs(30))
+        .context("flushing the producer at shutdown")?;
+    anyhow::ensure!(!failed, "a source stopped on an error that retrying cannot fix");
+    Ok(())
+}
+
+/// Runs a source and restarts it with backoff after a retryable failure; it resumes from
+/// its last checkpoint, so nothing is lost.
+async fn supervise(source: Arc<dyn Source>, ctx: SourceContext) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match source.run(ctx.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.retryable() && !*ctx.shutdown.borrow() => {
+                warn!(source = source.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting from its checkpoint");
+                metrics::counter!("ingest_source_restarts_total", "source" => source.name()).increment(1);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                error!(source = source.name(), error = %e, "source stopped");
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

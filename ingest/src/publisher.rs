@@ -1,0 +1,197 @@
+//! Kafka publisher shared by the sources: an idempotent producer (acks=all) keyed by primary
+//! key, which waits when its queue is full instead of dropping, and hands back delivery
+//! acknowledgements so that a source advances its position only after the broker has them.
+
+use etl_contract::KafkaSettings;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot create the Kafka producer for {brokers}: {source}")]
+    Create {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot create topic {topic}: {source}")]
+    Topic {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot enqueue a record for {topic}: {source}")]
+    Enqueue {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the broker did not acknowledge a record for {topic}: {source} (is the broker up? the source will retry from its last checkpoint)")]
+    Delivery {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the producer was closed before a delivery was acknowledged")]
+    Canceled,
+}
+
+impl PublishError {
+    /// Whether retrying later (from the last checkpoint) can succeed: broker-side and network
+    /// problems are; a rejected configuration is not.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, PublishError::Create { .. })
+    }
+}
+
+/// Builds a librdkafka configuration from the shared `[kafka]` settings.
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.brokers);
+    for (k, v) in &settings.client {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    settings: KafkaSettings,
+}
+
+/// Acknowledgements of the records sent since the batch was created.
+#[derive(Default)]
+pub struct Batch {
+    pending: Vec<(String, DeliveryFuture)>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+    /// Waits until the broker acknowledged every record of the batch.
+    pub async fn acknowledged(self) -> Result<usize, PublishError> {
+        let n = self.pending.len();
+        for (topic, fut) in self.pending {
+            match fut.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((source, _))) => return Err(PublishError::Delivery { topic, source }),
+                Err(_) => return Err(PublishError::Canceled),
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Publisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, PublishError> {
+        let mut cfg = client_config(settings);
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set("queue.buffering.max.kbytes", "262144")
+            .set("message.timeout.ms", "120000");
+        let producer: FutureProducer = cfg.create().map_err(|source| PublishError::Create {
+            brokers: settings.brokers.clone(),
+            source,
+        })?;
+        Ok(Publisher {
+            producer,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Creates the topics that do not exist yet (an existing topic is left as it is).
+    pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), PublishError> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.settings)
+            .create()
+            .map_err(|source| PublishError::Create {
+                brokers: self.settings.brokers.clone(),
+                source,
+            })?;
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, self.settings.partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(new.iter(), &opts)
+            .await
+            .map_err(|source| PublishError::Topic {
+                topic: topics.join(","),
+                source,
+            })?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(PublishError::Topic {
+                        topic,
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Enqueues one record, waiting while the producer queue is full, and adds its
+    /// acknowledgement to `batch`.
+    pub async fn send(
+        &self,
+        batch: &mut Batch,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        source_key: &str,
+    ) -> Result<(), PublishError> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "etl.source_key",
+            value: Some(source_key),
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(fut) => {
+                    batch.pending.push((topic.to_string(), fut));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    metrics::counter!("ingest_producer_queue_full_waits_total").increment(1);
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((source, _)) => {
+                    return Err(PublishError::Enqueue {
+                        topic: topic.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for every queued record to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|source| PublishError::Delivery {
+                topic: "*".into(),
+                source,
+            })
+    }
+}

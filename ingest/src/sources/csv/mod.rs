@@ -1,0 +1,534 @@
+//! CSV source: watches a folder for files matching each entity's glob, reads complete
+//! records as they are appended, and publishes each row as a change event keyed by the
+//! entity's primary key. Malformed rows go to the dead-letter topic with file, line, raw
+//! bytes and reason.
+//!
+//! Files are identified by device and inode, checked against a hash of their first bytes:
+//! a renamed file keeps its position, two files with identical header lines are never
+//! confused, and a truncated or replaced file is detected and read anew under a new
+//! `file_id`. Per-file positions are saved (crash-safe) only after the broker acknowledged
+//! every record before them.
+
+mod records;
+
+use super::{Source, SourceContext, SourceError};
+use crate::checkpoint::CheckpointFile;
+use crate::config::{CsvEntity, CsvSettings};
+use crate::publisher::Batch;
+use etl_contract::{
+    csv_source_key, data_topic, dead_letter_topic, CsvSource as CsvPosition, DeadLetter,
+    Envelope, Op, CONTRACT_VERSION,
+};
+use futures::future::BoxFuture;
+use records::{Item, Splitter};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Bytes of a file's head hashed to recognise it.
+const HEAD_BYTES: u64 = 4096;
+
+/// Persisted state of one file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileState {
+    pub path: PathBuf,
+    pub entity: String,
+    pub file_id: String,
+    pub head_len: u64,
+    pub head_hash: String,
+    /// Byte offset of the first record not yet acknowledged.
+    pub offset: u64,
+    /// Line number at `offset` (1-based).
+    pub line: u64,
+}
+
+/// The CSV source's checkpoint: files by `<device>:<inode>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CsvCheckpoint {
+    pub files: BTreeMap<String, FileState>,
+}
+
+pub struct CsvSource {
+    settings: CsvSettings,
+    patterns: Vec<(glob::Pattern, CsvEntity)>,
+    prefix: String,
+}
+
+/// In-memory knowledge about a file that is not worth persisting (re-read from the file).
+struct Header {
+    names: Vec<String>,
+    /// Index of each key column, or the name of the first missing one.
+    key_idx: Result<Vec<usize>, String>,
+    /// Where the data starts (after the header line) and the line number there.
+    data_offset: u64,
+    data_line: u64,
+}
+
+fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> SourceError {
+    move |source| SourceError::Io { context, source }
+}
+
+fn read_head(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// A row image: header names to field values, serialized as a JSON object.
+struct Row<'a> {
+    names: &'a [String],
+    values: &'a [&'a str],
+}
+
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.names.len()))?;
+        for (n, v) in self.names.iter().zip(self.values) {
+            m.serialize_entry(n, v)?;
+        }
+        m.end()
+    }
+}
+
+/// The record key: the primary-key columns as a JSON object.
+struct Key<'a> {
+    names: &'a [String],
+    idx: &'a [usize],
+    values: &'a [&'a str],
+}
+
+impl Serialize for Key<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.idx.len()))?;
+        for &i in self.idx {
+            m.serialize_entry(&self.names[i], self.values[i])?;
+        }
+        m.end()
+    }
+}
+
+impl CsvSource {
+    pub fn new(settings: CsvSettings, prefix: &str) -> Result<Self, SourceError> {
+        let mut patterns = Vec::new();
+        for e in &settings.entities {
+            let p = glob::Pattern::new(&e.pattern).map_err(|err| {
+                SourceError::Config(format!("entity {}: bad pattern {:?}: {err}", e.name, e.pattern))
+            })?;
+            patterns.push((p, e.clone()));
+        }
+        Ok(CsvSource {
+            settings,
+            patterns,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn entity_for(&self, file_name: &str) -> Option<&CsvEntity> {
+        self.patterns
+            .iter()
+            .find(|(p, _)| p.matches(file_name))
+            .map(|(_, e)| e)
+    }
+
+    fn delimiter(&self, e: &CsvEntity) -> u8 {
+        e.delimiter.unwrap_or(self.settings.delimiter) as u8
+    }
+
+    async fn run_loop(&self, ctx: SourceContext) -> Result<(), SourceError> {
+        let cp = CheckpointFile::new(ctx.checkpoint_dir.join("csv.json"));
+        let mut state: CsvCheckpoint = cp.load()?;
+        std::fs::create_dir_all(&self.settings.watch_dir).map_err(io_err(format!(
+            "cannot create the watched folder {}",
+            self.settings.watch_dir.display()
+        )))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.send(());
+            }
+        })
+        .map_err(|e| SourceError::Config(format!("cannot watch files: {e}")))?;
+        notify::Watcher::watch(
+            &mut watcher,
+            &self.settings.watch_dir,
+            notify::RecursiveMode::NonRecursive,
+        )
+        .map_err(|e| {
+            SourceError::Config(format!(
+                "cannot watch {}: {e}",
+                self.settings.watch_dir.display()
+            ))
+        })?;
+        info!(dir = %self.settings.watch_dir.display(), files = state.files.len(), "csv source started");
+        let mut headers: HashMap<String, Header> = HashMap::new();
+        let mut shutdown = ctx.shutdown.clone();
+        loop {
+            ctx.liveness.beat();
+            self.scan(&ctx, &cp, &mut state, &mut headers).await?;
+            if *shutdown.borrow() {
+                info!("csv source stopped");
+                return Ok(());
+            }
+            tokio::select! {
+                _ = rx.recv() => {
+                    // Coalesce bursts of notifications into one scan.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(Duration::from_millis(self.settings.poll_interval_ms)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// One pass over the folder: registers new files, detects truncated or replaced ones,
+    /// reads what was appended, forgets files that disappeared.
+    async fn scan(
+        &self,
+        ctx: &SourceContext,
+        cp: &CheckpointFile,
+        state: &mut CsvCheckpoint,
+        headers: &mut HashMap<String, Header>,
+    ) -> Result<(), SourceError> {
+        let dir = &self.settings.watch_dir;
+        let entries = std::fs::read_dir(dir)
+            .map_err(io_err(format!("cannot list {}", dir.display())))?;
+        let mut found: Vec<(String, PathBuf, u64, &CsvEntity)> = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(entity) = self.entity_for(name) else { continue };
+            let path = entry.path();
+            let Ok(md) = std::fs::metadata(&path) else { continue };
+            if !md.is_file() {
+                continue;
+            }
+            found.push((format!("{}:{}", md.dev(), md.ino()), path, md.len(), entity));
+        }
+        // Oldest first: files of a day are usually named so.
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut dirty = false;
+        for (id, path, len, entity) in &found {
+            if len == &0 {
+                continue;
+            }
+            let known = state.files.get(id).cloned();
+            let fresh = match known {
+                Some(fs) if fs.entity == entity.name => {
+                    let same = fs.offset <= *len
+                        && read_head(path, fs.head_len)
+                            .map(|h| fnv1a(&h) == fs.head_hash)
+                            .unwrap_or(false);
+                    if same {
+                        if &fs.path != path {
+                            info!(from = %fs.path.display(), to = %path.display(), "file renamed; keeping its position");
+                            state.files.get_mut(id).expect("known").path = path.clone();
+                            dirty = true;
+                        }
+                        false
+                    } else {
+                        warn!(file = %path.display(), old_file_id = %fs.file_id, "file truncated or replaced; reading it anew");
+                        true
+                    }
+                }
+                _ => true,
+            };
+            if fresh {
+                let head_len = (*len).min(HEAD_BYTES);
+                let head = read_head(path, head_len)
+                    .map_err(io_err(format!("cannot read {}", path.display())))?;
+                let fs = FileState {
+                    path: path.clone(),
+                    entity: entity.name.clone(),
+                    file_id: format!("{:016x}", rand::random::<u64>()),
+                    head_len,
+                    head_hash: fnv1a(&head),
+                    offset: 0,
+                    line: 1,
+                };
+                info!(file = %path.display(), file_id = %fs.file_id, entity = %entity.name, "new file");
+                state.files.insert(id.clone(), fs);
+                headers.remove(id);
+                // The file id must be durable before any record carrying it is published,
+                // or a crash would re-publish the rows under another id.
+                cp.save(state)?;
+                dirty = false;
+            }
+        }
+        let before = state.files.len();
+        state.files.retain(|id, _| found.iter().any(|f| &f.0 == id));
+        headers.retain(|id, _| state.files.contains_key(id));
+        if state.files.len() != before {
+            dirty = true;
+        }
+        if dirty {
+            cp.save(state)?;
+        }
+        metrics::gauge!("ingest_csv_files_tracked").set(state.files.len() as f64);
+        for (id, _path, len, entity) in &found {
+            loop {
+                let Some(fs) = state.files.get(id) else { break };
+                if fs.offset >= *len || *ctx.shutdown.borrow() {
+                    break;
+                }
+                let progressed = self.read_chunk(ctx, cp, state, id, entity, headers).await?;
+                ctx.liveness.beat();
+                if !progressed {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_header(&self, fs: &FileState, entity: &CsvEntity) -> Result<Option<Header>, SourceError> {
+        let mut f = File::open(&fs.path)
+            .map_err(io_err(format!("cannot open {}", fs.path.display())))?;
+        let mut buf = Vec::new();
+        (&mut f)
+            .take(self.settings.max_record_bytes as u64 + 3)
+            .read_to_end(&mut buf)
+            .map_err(io_err(format!("cannot read {}", fs.path.display())))?;
+        let bom = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        let mut splitter = Splitter::new(self.delimiter(entity), self.settings.max_record_bytes);
+        let mut header = None;
+        let mut first = true;
+        splitter.split(&buf[bom..], |item| {
+            if !first {
+                return;
+            }
+            first = false;
+            if let Item::Record(r) = item {
+                let names: Vec<String> = r
+                    .fields
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                    .collect();
+                let key_idx = entity
+                    .key
+                    .iter()
+                    .map(|k| names.iter().position(|n| n == k).ok_or_else(|| k.clone()))
+                    .collect();
+                header = Some(Header {
+                    names,
+                    key_idx,
+                    data_offset: (bom + r.start + r.raw.len()) as u64,
+                    data_line: 1 + r.newlines_before + r.newlines,
+                });
+            }
+        });
+        Ok(header)
+    }
+
+    /// Reads, publishes and checkpoints one chunk of a file. Returns false when nothing
+    /// complete was there to read.
+    async fn read_chunk(
+        &self,
+        ctx: &SourceContext,
+        cp: &CheckpointFile,
+        state: &mut CsvCheckpoint,
+        id: &str,
+        entity: &CsvEntity,
+        headers: &mut HashMap<String, Header>,
+    ) -> Result<bool, SourceError> {
+        let fs = state.files.get(id).expect("tracked file").clone();
+        if !headers.contains_key(id) {
+            match self.load_header(&fs, entity)? {
+                Some(h) => {
+                    if let Err(missing) = &h.key_idx {
+                        warn!(file = %fs.path.display(), column = %missing, entity = %entity.name, "header lacks a key column; rows will be dead-lettered");
+                    }
+                    headers.insert(id.to_string(), h);
+                }
+                None => return Ok(false),
+            }
+        }
+        let header = &headers[id];
+        let (start_offset, start_line) = if fs.offset < header.data_offset {
+            (header.data_offset, header.data_line)
+        } else {
+            (fs.offset, fs.line)
+        };
+        let chunk = self.settings.chunk_bytes.max(2 * self.settings.max_record_bytes + 1);
+        let mut f = File::open(&fs.path)
+            .map_err(io_err(format!("cannot open {}", fs.path.display())))?;
+        f.seek(SeekFrom::Start(start_offset))
+            .map_err(io_err(format!("cannot seek {}", fs.path.display())))?;
+        let mut buf = Vec::with_capacity(chunk.min(1 << 24));
+        f.take(chunk as u64)
+            .read_to_end(&mut buf)
+            .map_err(io_err(format!("cannot read {}", fs.path.display())))?;
+
+        let topic = data_topic(&self.prefix, "csv", &entity.name)
+            .map_err(|e| SourceError::Config(e.to_string()))?;
+        let dlq = dead_letter_topic(&self.prefix).map_err(|e| SourceError::Config(e.to_string()))?;
+        let mut splitter = Splitter::new(self.delimiter(entity), self.settings.max_record_bytes);
+        let mut batch = Batch::default();
+        let mut line = start_line;
+        let ts_ms = chrono::Utc::now().timestamp_millis();
+        let path_str = fs.path.to_string_lossy().into_owned();
+        let mut value_buf = Vec::with_capacity(512);
+        let mut key_buf = Vec::with_capacity(64);
+        // Records are collected first (the splitter's callback cannot await), then sent.
+        let mut out: Vec<Outgoing> = Vec::new();
+        let consumed = splitter.split(&buf, |item| {
+            let (rec_start, raw, nl_before, nl, fields) = match item {
+                Item::Record(r) => (r.start, r.raw, r.newlines_before, r.newlines, Some(r.fields)),
+                Item::Oversized(o) => (o.start, o.raw, o.newlines_before, o.newlines, None),
+            };
+            line += nl_before;
+            let rec_line = line;
+            line += nl;
+            let offset = start_offset + rec_start as u64;
+            let source_key = csv_source_key(&fs.file_id, offset);
+            let pos = CsvPosition {
+                version: CONTRACT_VERSION,
+                connector: "csv",
+                name: &self.prefix,
+                entity: &entity.name,
+                ts_ms,
+                file: &path_str,
+                file_id: &fs.file_id,
+                line: rec_line,
+                offset,
+                snapshot: false,
+            };
+            let verdict = match fields {
+                None => Err(format!(
+                    "record longer than {} bytes without an end (unbalanced quote?)",
+                    self.settings.max_record_bytes
+                )),
+                Some(fields) => build_row(header, &fields),
+            };
+            match verdict {
+                Ok(values) => {
+                    let idx = header.key_idx.as_ref().expect("checked in build_row");
+                    key_buf.clear();
+                    serde_json::to_writer(
+                        &mut key_buf,
+                        &Key { names: &header.names, idx, values: &values },
+                    )
+                    .expect("key serializes");
+                    value_buf.clear();
+                    let row = Row { names: &header.names, values: &values };
+                    serde_json::to_writer(
+                        &mut value_buf,
+                        &Envelope { before: None, after: Some(row), op: Op::Create, source: &pos, ts_ms },
+                    )
+                    .expect("envelope serializes");
+                    out.push(Outgoing { dead: false, key: key_buf.clone(), value: value_buf.clone(), source_key });
+                }
+                Err(reason) => {
+                    let origin = serde_json::json!({
+                        "file": path_str, "file_id": fs.file_id, "line": rec_line, "offset": offset,
+                    });
+                    let dl = DeadLetter::new(reason, "csv", &self.prefix, Some(&entity.name), origin, source_key.clone(), raw, ts_ms);
+                    out.push(Outgoing {
+                        dead: true,
+                        key: source_key.as_bytes().to_vec(),
+                        value: serde_json::to_vec(&dl).expect("dead letter serializes"),
+                        source_key,
+                    });
+                }
+            }
+        });
+        if consumed == 0 {
+            return Ok(false);
+        }
+        let (mut rows, mut dead) = (0u64, 0u64);
+        for o in &out {
+            let t = if o.dead { dead += 1; &dlq } else { rows += 1; &topic };
+            ctx.publisher.send(&mut batch, t, &o.key, &o.value, &o.source_key).await?;
+        }
+        batch.acknowledged().await?;
+        let fs_mut = state.files.get_mut(id).expect("tracked file");
+        fs_mut.offset = start_offset + consumed as u64;
+        fs_mut.line = line;
+        cp.save(state)?;
+        metrics::counter!("ingest_rows_published_total", "source" => "csv", "entity" => entity.name.clone()).increment(rows);
+        metrics::counter!("ingest_dead_letters_total", "source" => "csv", "entity" => entity.name.clone()).increment(dead);
+        metrics::counter!("ingest_bytes_read_total", "source" => "csv").increment(consumed as u64);
+        debug!(file = %path_str, rows, dead, offset = start_offset + consumed as u64, "chunk published and checkpointed");
+        Ok(true)
+    }
+}
+
+struct Outgoing {
+    dead: bool,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    source_key: String,
+}
+
+/// Checks a record against its file's header; returns the field values or the reason to
+/// dead-letter it.
+fn build_row<'a>(header: &Header, fields: &[&'a [u8]]) -> Result<Vec<&'a str>, String> {
+    if fields.len() != header.names.len() {
+        return Err(format!(
+            "expected {} fields as in the header, found {}",
+            header.names.len(),
+            fields.len()
+        ));
+    }
+    let mut values = Vec::with_capacity(fields.len());
+    for (i, f) in fields.iter().enumerate() {
+        match std::str::from_utf8(f) {
+            Ok(s) => values.push(s),
+            Err(e) => {
+                return Err(format!(
+                    "field {} ({}) is not valid UTF-8 (invalid byte at {})",
+                    i + 1,
+                    header.names[i],
+                    e.valid_up_to()
+                ))
+            }
+        }
+    }
+    let idx = header
+        .key_idx
+        .as_ref()
+        .map_err(|missing| format!("the file's header has no key column {missing:?}"))?;
+    for &i in idx {
+        if values[i].trim().is_empty() {
+            return Err(format!("primary key column {:?} is empty", header.names[i]));
+        }
+    }
+    Ok(values)
+}
+
+impl Source for CsvSource {
+    fn name(&self) -> &'static str {
+        "csv"
+    }
+
+    fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .settings
+            .entities
+            .iter()
+            .filter_map(|e| data_topic(&self.prefix, "csv", &e.name).ok())
+            .collect();
+        t.extend(dead_letter_topic(&self.prefix).ok());
+        t
+    }
+
+    fn run(&self, ctx: SourceContext) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(self.run_loop(ctx))
+    }
+}
