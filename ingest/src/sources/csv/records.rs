@@ -96,6 +96,12 @@ impl Splitter {
             };
             match res {
                 ReadRecordResult::Record => {
+                    // A CRLF terminator: take its LF with the record.
+                    let nin = if nin > 0 && input[nin - 1] == b'\r' && input.get(nin) == Some(&b'\n') {
+                        nin + 1
+                    } else {
+                        nin
+                    };
                     let consumed = &input[..nin];
                     let mut raw_end = nin;
                     while raw_end > 0 && (consumed[raw_end - 1] == b'\n' || consumed[raw_end - 1] == b'\r') {
