@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 use crate::pages::overview::OverviewPage;
@@ -38,7 +38,9 @@ pub fn App() -> impl IntoView {
         <Title text="Sales overview"/>
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/") view=OverviewPage/>
+                // Async: the server waits for the data, so the first HTML is the full page
+                // (no loading flash, readable without JavaScript); the client takes over after.
+                <Route path=path!("/") view=OverviewPage ssr=SsrMode::Async/>
             </Routes>
         </Router>
     }

@@ -110,7 +110,6 @@ pub fn RevenueChart(#[prop(into)] points: Signal<Vec<DailyPoint>>) -> impl IntoV
         <svg
             class="chart"
             viewBox=format!("0 0 {WIDTH} {HEIGHT}")
-            preserveAspectRatio="none"
             role="img"
             aria-label="Daily revenue"
         >

@@ -116,7 +116,7 @@ fn Dashboard(data: OverviewData) -> impl IntoView {
         <section class="panels">
             <div class="card panel chart-panel">
                 <h2>"Daily revenue"</h2>
-                <p class="panel-hint">{format!("Last {chart_days} day(s) with sales, up to 365")}</p>
+                <p class="panel-hint">{format!("Last 365 days of data, {chart_days} with sales")}</p>
                 <RevenueChart points=daily/>
             </div>
             <div class="card panel">
