@@ -1,0 +1,157 @@
+//! Kafka consumer group whose offsets live in PostgreSQL. Polling runs on a dedicated thread;
+//! on every partition assignment the rebalance callback reads `pipeline.consumer_offsets`
+//! and assigns the partitions at those offsets (the beginning when there is none), so the
+//! warehouse, not Kafka, decides where consumption resumes.
+
+use crate::sql::DbError;
+use etl_contract::KafkaSettings;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+struct PgOffsets {
+    handle: Handle,
+    client: Arc<tokio_postgres::Client>,
+    group: String,
+}
+
+impl ClientContext for PgOffsets {}
+
+impl PgOffsets {
+    fn stored(&self, tpl: &TopicPartitionList) -> Result<Vec<(String, i32, i64)>, DbError> {
+        let topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_string()).collect();
+        let rows = self.handle.block_on(self.client.query(
+            "SELECT topic, partition, next_offset FROM pipeline.consumer_offsets WHERE group_id = $1 AND topic = ANY($2)",
+            &[&self.group, &topics],
+        ))
+        .map_err(DbError::query("reading pipeline.consumer_offsets"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+}
+
+impl ConsumerContext for PgOffsets {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let stored = loop {
+                    match self.stored(tpl) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            error!(error = %e, "cannot read stored offsets; retrying");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                };
+                let elems: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                for (topic, partition) in &elems {
+                    let offset = stored
+                        .iter()
+                        .find(|(t, p, _)| t == topic && p == partition)
+                        .map(|(_, _, o)| Offset::Offset(*o))
+                        .unwrap_or(Offset::Beginning);
+                    if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
+                        error!(error = %e, topic, partition, "cannot set the assigned offset");
+                    }
+                }
+                info!(partitions = ?elems, "partitions assigned at the offsets stored in the warehouse");
+                if let Err(e) = consumer.assign(tpl) {
+                    error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!("partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                warn!(error = ?other, "rebalance error; dropping the assignment");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// Starts the polling thread. Batches of at most `max_records`, closed after `max_wait`,
+/// arrive on the returned channel; the thread stops when `stop` is set or the channel closes.
+pub fn start(
+    kafka: &KafkaSettings,
+    group: &str,
+    offsets_client: Arc<tokio_postgres::Client>,
+    max_records: usize,
+    max_wait: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<(mpsc::Receiver<Vec<OwnedMessage>>, std::thread::JoinHandle<()>), KafkaError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in &kafka.client {
+        cfg.set(k, v);
+    }
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .set("fetch.wait.max.ms", "50");
+    let ctx = PgOffsets {
+        handle: Handle::current(),
+        client: offsets_client,
+        group: group.to_string(),
+    };
+    let consumer: BaseConsumer<PgOffsets> = cfg.create_with_context(ctx)?;
+    let pattern = etl_contract::topic_pattern(&kafka.topic_prefix);
+    consumer.subscribe(&[&pattern])?;
+    info!(pattern, group, "subscribed");
+    let (tx, rx) = mpsc::channel::<Vec<OwnedMessage>>(2);
+    let handle = std::thread::Builder::new()
+        .name("kafka-consumer".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut batch = Vec::new();
+                let deadline = Instant::now() + max_wait;
+                while batch.len() < max_records {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match consumer.poll(left.min(Duration::from_millis(100))) {
+                        Some(Ok(m)) => batch.push(m.detach()),
+                        Some(Err(e)) => warn!(error = %e, "consumer error"),
+                        None => {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                    break;
+                }
+            }
+            consumer.unsubscribe();
+            info!("consumer thread stopped");
+        })
+        .expect("spawn consumer thread");
+    Ok((rx, handle))
+}
+
+/// Next offsets to store, per (topic, partition), for a batch.
+pub fn next_offsets(batch: &[OwnedMessage]) -> Vec<(String, i32, i64)> {
+    let mut m: std::collections::BTreeMap<(String, i32), i64> = Default::default();
+    for msg in batch {
+        let e = m.entry((msg.topic().to_string(), msg.partition())).or_insert(0);
+        *e = (*e).max(msg.offset() + 1);
+    }
+    m.into_iter().map(|((t, p), o)| (t, p, o)).collect()
+}

@@ -1,0 +1,203 @@
+//! `transform`: Kafka → bronze → silver (→ gold views) in the PostgreSQL warehouse.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+use transform::config::Settings;
+use transform::ops::{self, Health};
+use transform::pipeline::{self, BatchStats, Router};
+use transform::silver::Mapping;
+use transform::{bronze, consumer, migrate, silver, sql};
+
+#[derive(Parser)]
+#[command(version, about = "Consumes change events from Kafka and builds the warehouse's bronze, silver and gold layers in PostgreSQL")]
+struct Cli {
+    /// Configuration file (TOML); every key can be overridden with ETL_<SECTION>__<KEY>.
+    #[arg(long, short, default_value = "config/etl.toml", env = "ETL_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then consume until SIGINT or SIGTERM.
+    Run,
+    /// Apply pending migrations and exit.
+    Migrate,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("ETL_LOG_FORMAT").as_deref() == Ok("json") {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let settings = Settings::load(&cli.config)?;
+    let mut client = connect_retry(&settings.warehouse.url).await;
+    let n = migrate::migrate(&mut client).await?;
+    info!(applied = n, "warehouse schema up to date");
+    match cli.command {
+        Command::Migrate => Ok(()),
+        Command::Run => run(settings, client).await,
+    }
+}
+
+async fn connect_retry(url: &str) -> tokio_postgres::Client {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match sql::connect(url).await {
+            Ok(c) => return c,
+            Err(e) => {
+                warn!(error = %e, "warehouse not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn prepare(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    bronze::prepare_session(client).await?;
+    silver::prepare_session(client).await?;
+    Ok(())
+}
+
+async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::Result<()> {
+    let metrics = ops::install_metrics()?;
+    let health = Health::default();
+    health.ok();
+    let addr = settings.transform.metrics_addr;
+    let h = health.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ops::serve(addr, metrics, h).await {
+            error!(error = %e, "ops endpoint failed");
+            std::process::exit(2);
+        }
+    });
+    prepare(&client).await?;
+    let mut models = HashMap::new();
+    for (name, m) in &settings.transform.silver {
+        let mapping = Mapping::new(name, m).context("validated silver model")?;
+        models.insert(m.topic.clone(), mapping);
+    }
+    let router = Router {
+        group: settings.transform.group_id.clone(),
+        dlq_topic: etl_contract::dead_letter_topic(&settings.kafka.topic_prefix)?,
+        models,
+    };
+    let run_id: i64 = client
+        .query_one(
+            "INSERT INTO pipeline.runs (service, host, pid, version) VALUES ('transform', $1, $2, $3) RETURNING run_id",
+            &[
+                &std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim(),
+                &(std::process::id() as i32),
+                &env!("CARGO_PKG_VERSION"),
+            ],
+        )
+        .await?
+        .get(0);
+    let offsets_client = Arc::new(connect_retry(&settings.warehouse.url).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut rx, thread) = consumer::start(
+        &settings.kafka,
+        &settings.transform.group_id,
+        offsets_client,
+        settings.transform.batch_max_records,
+        Duration::from_millis(settings.transform.batch_max_ms),
+        stop.clone(),
+    )?;
+    info!(group = %settings.transform.group_id, run_id, "transform running");
+    let mut totals = BatchStats::default();
+    let mut last_beat = Instant::now();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            b = rx.recv() => match b { Some(b) => b, None => break },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => { health.ok(); continue; }
+            _ = &mut shutdown => break,
+        };
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(200);
+        let stats = loop {
+            if client.is_closed() {
+                client = connect_retry(&settings.warehouse.url).await;
+                if let Err(e) = prepare(&client).await {
+                    warn!(error = %e, "cannot prepare the warehouse session");
+                }
+            }
+            match pipeline::process_batch(&mut client, &router, &batch).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    health.failing();
+                    error!(error = %e, records = batch.len(), retry_in_ms = delay.as_millis() as u64, "batch failed and was rolled back; retrying it");
+                    metrics::counter!("transform_batch_failures_total").increment(1);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        health.ok();
+        metrics::histogram!("transform_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("transform_records_total").increment(stats.records);
+        metrics::counter!("transform_bronze_inserted_total").increment(stats.bronze_inserted);
+        metrics::counter!("transform_bronze_duplicates_total").increment(stats.bronze_duplicates);
+        metrics::counter!("transform_dead_letters_total").increment(stats.dead_letters);
+        totals.records += stats.records;
+        totals.bronze_inserted += stats.bronze_inserted;
+        totals.bronze_duplicates += stats.bronze_duplicates;
+        totals.dead_letters += stats.dead_letters;
+        totals.silver.upserts += stats.silver.upserts;
+        totals.silver.deletes += stats.silver.deletes;
+        totals.silver.quarantined += stats.silver.quarantined;
+        tracing::debug!(records = stats.records, bronze = stats.bronze_inserted, duplicates = stats.bronze_duplicates, ms = started.elapsed().as_millis() as u64, "batch committed");
+        if last_beat.elapsed() > Duration::from_secs(5) {
+            last_beat = Instant::now();
+            heartbeat(&client, run_id, &totals, false).await;
+        }
+    }
+    info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    heartbeat(&client, run_id, &totals, true).await;
+    Ok(())
+}
+
+async fn heartbeat(client: &tokio_postgres::Client, run_id: i64, t: &BatchStats, stopped: bool) {
+    let stats = serde_json::json!({
+        "records": t.records, "bronze_inserted": t.bronze_inserted, "bronze_duplicates": t.bronze_duplicates,
+        "dead_letters": t.dead_letters, "silver_upserts": t.silver.upserts, "silver_deletes": t.silver.deletes,
+        "silver_quarantined": t.silver.quarantined,
+    });
+    let sql = if stopped {
+        "UPDATE pipeline.runs SET heartbeat_at = now(), stopped_at = now(), stats = $2 WHERE run_id = $1"
+    } else {
+        "UPDATE pipeline.runs SET heartbeat_at = now(), stats = $2 WHERE run_id = $1"
+    };
+    if let Err(e) = client.execute(sql, &[&run_id, &stats]).await {
+        warn!(error = %e, "cannot record the heartbeat");
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,188 @@
+//! One consumed batch = one warehouse transaction: bronze rows, dead letters, silver changes
+//! and the consumer offsets commit together.
+
+use crate::bronze::{self, BronzeRow, DeadRow};
+use crate::silver::{self, Mapping, SilverEvent, SilverStats};
+use crate::sql::DbError;
+use etl_contract::{source_key, DeadLetter, EnvelopeIn, Op};
+use rdkafka::message::{Message, OwnedMessage};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use tokio_postgres::Client;
+
+/// What a batch did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchStats {
+    pub records: u64,
+    pub bronze_inserted: u64,
+    pub bronze_duplicates: u64,
+    pub dead_letters: u64,
+    pub tombstones: u64,
+    pub silver: SilverStats,
+}
+
+/// Routing of topics to silver models, and the dead-letter topic.
+pub struct Router {
+    pub group: String,
+    pub dlq_topic: String,
+    pub models: HashMap<String, Mapping>,
+}
+
+struct Parsed<'a> {
+    op: Op,
+    before: Option<&'a RawValue>,
+    after: Option<&'a RawValue>,
+}
+
+fn kafka_key(m: &OwnedMessage) -> Option<String> {
+    let k = m.key()?;
+    match serde_json::from_slice::<&RawValue>(k) {
+        Ok(_) => Some(String::from_utf8_lossy(k).into_owned()),
+        Err(_) => Some(serde_json::Value::String(String::from_utf8_lossy(k).into_owned()).to_string()),
+    }
+}
+
+fn kafka_origin(m: &OwnedMessage) -> (String, serde_json::Value) {
+    (
+        format!("kafka:{}:{}:{}", m.topic(), m.partition(), m.offset()),
+        serde_json::json!({"topic": m.topic(), "partition": m.partition(), "offset": m.offset()}),
+    )
+}
+
+/// Applies a batch in one transaction.
+pub async fn process_batch(client: &mut Client, router: &Router, batch: &[OwnedMessage]) -> Result<BatchStats, DbError> {
+    let mut stats = BatchStats {
+        records: batch.len() as u64,
+        ..Default::default()
+    };
+    let mut rows: Vec<BronzeRow> = Vec::with_capacity(batch.len());
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(batch.len());
+    let mut dead: Vec<DeadRow> = Vec::new();
+    for m in batch {
+        let Some(payload) = m.payload() else {
+            stats.tombstones += 1;
+            continue;
+        };
+        if m.topic() == router.dlq_topic {
+            match serde_json::from_slice::<DeadLetter>(payload) {
+                Ok(dl) => {
+                    let raw = dl.raw().unwrap_or_else(|_| payload.to_vec());
+                    dead.push(DeadRow {
+                        topic: m.topic().into(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        source_key: dl.source_key,
+                        connector: dl.connector,
+                        origin: dl.origin,
+                        reason: dl.reason,
+                        raw,
+                    });
+                }
+                Err(e) => {
+                    let (sk, origin) = kafka_origin(m);
+                    dead.push(DeadRow {
+                        topic: m.topic().into(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        source_key: sk,
+                        connector: "transform".into(),
+                        origin,
+                        reason: format!("unreadable dead-letter record: {e}"),
+                        raw: payload.to_vec(),
+                    });
+                }
+            }
+            continue;
+        }
+        let outcome = std::str::from_utf8(payload)
+            .map_err(|e| format!("record value is not UTF-8: {e}"))
+            .and_then(|text| {
+                let (env, fields) = EnvelopeIn::parse(payload).map_err(|e| e.to_string())?;
+                let sk = source_key(&fields).map_err(|e| e.to_string())?;
+                Ok((text, env, sk))
+            });
+        match outcome {
+            Ok((text, env, sk)) => {
+                rows.push(BronzeRow {
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: kafka_key(m),
+                    op: env.op,
+                    source_key: sk,
+                    source: env.source,
+                    payload: text,
+                    event_ts: env.ts_ms.and_then(chrono::DateTime::from_timestamp_millis),
+                });
+                parsed.push(Parsed {
+                    op: env.op,
+                    before: env.before,
+                    after: env.after,
+                });
+            }
+            Err(reason) => {
+                let (sk, origin) = kafka_origin(m);
+                dead.push(DeadRow {
+                    topic: m.topic().into(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    source_key: sk,
+                    connector: "transform".into(),
+                    origin,
+                    reason: format!("not a valid change event: {reason}"),
+                    raw: payload.to_vec(),
+                });
+            }
+        }
+    }
+
+    let tx = client.transaction().await.map_err(DbError::query("starting a batch transaction"))?;
+    let ids = bronze::load(&tx, &rows).await?;
+    stats.bronze_inserted = ids.iter().filter(|i| i.is_some()).count() as u64;
+    stats.bronze_duplicates = rows.len() as u64 - stats.bronze_inserted;
+    stats.dead_letters = bronze::load_dead_letters(&tx, &dead).await?;
+
+    for (topic, mapping) in &router.models {
+        let events: Vec<SilverEvent> = rows
+            .iter()
+            .zip(&parsed)
+            .zip(&ids)
+            .filter(|((r, _), id)| id.is_some() && r.topic == topic)
+            .map(|((r, p), id)| SilverEvent {
+                event_id: id.expect("filtered"),
+                topic: r.topic,
+                source_key: &r.source_key,
+                source: r.source,
+                op: p.op,
+                before: p.before,
+                after: p.after,
+            })
+            .collect();
+        if events.is_empty() {
+            continue;
+        }
+        let s = silver::apply(&tx, mapping, &events).await?;
+        stats.silver.upserts += s.upserts;
+        stats.silver.deletes += s.deletes;
+        stats.silver.quarantined += s.quarantined;
+        metrics::counter!("transform_silver_upserts_total", "model" => mapping.model.name).increment(s.upserts);
+        metrics::counter!("transform_silver_deletes_total", "model" => mapping.model.name).increment(s.deletes);
+        metrics::counter!("transform_silver_quarantined_total", "model" => mapping.model.name).increment(s.quarantined);
+    }
+
+    let offsets = crate::consumer::next_offsets(batch);
+    let topics: Vec<&str> = offsets.iter().map(|o| o.0.as_str()).collect();
+    let parts: Vec<i32> = offsets.iter().map(|o| o.1).collect();
+    let nexts: Vec<i64> = offsets.iter().map(|o| o.2).collect();
+    tx.execute(
+        "INSERT INTO pipeline.consumer_offsets (group_id, topic, partition, next_offset)
+         SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
+         ON CONFLICT (group_id, topic, partition) DO UPDATE
+         SET next_offset = GREATEST(pipeline.consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
+        &[&router.group, &topics, &parts, &nexts],
+    )
+    .await
+    .map_err(DbError::query("storing consumer offsets"))?;
+    tx.commit().await.map_err(DbError::query("committing a batch"))?;
+    Ok(stats)
+}

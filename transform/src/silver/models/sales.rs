@@ -1,0 +1,33 @@
+use crate::silver::{Check, Clean::*, Field, FieldType::*, Model};
+use crate::sql::Value;
+
+pub const MODEL: Model = Model {
+    name: "sales",
+    table: "silver.sales",
+    key: "sale_id",
+    fields: &[
+        Field::new("sale_id", Text, Upper).required(),
+        Field::new("sale_date", Date, Collapse).required(),
+        Field::new("customer_id", Text, Upper).required(),
+        Field::new("product_id", Text, Upper).required(),
+        Field::new("employee_id", Text, Upper),
+        Field::new("quantity", Int, Collapse).required().check(Check::Positive),
+        Field::new("unit_price", Decimal, Collapse).check(Check::NonNegative),
+        Field::new("amount", Decimal, Collapse).check(Check::NonNegative),
+    ],
+    derive: Some(derive_amount),
+};
+
+/// `amount` is the source's when it has one, else quantity x unit_price; a sale without
+/// either is rejected.
+fn derive_amount(values: &mut [Value]) -> Result<(), String> {
+    if values[7] == Value::Null {
+        match (&values[5], &values[6]) {
+            (Value::Int(q), Value::Decimal(p)) => {
+                values[7] = Value::Decimal((rust_decimal::Decimal::from(*q) * p).round_dp(2));
+            }
+            _ => return Err("missing amount, and no quantity and unit_price to compute it".into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! PostgreSQL plumbing: connecting, and values for binary COPY.
+
+use bytes::{BufMut, BytesMut};
+use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use rust_decimal::Decimal;
+use std::error::Error;
+use tokio_postgres::{Client, NoTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the warehouse at {target}: {source} (is PostgreSQL up? check warehouse.url / ETL_WAREHOUSE__URL)")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("{context}: {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl DbError {
+    pub fn query(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+        let context = context.into();
+        move |source| DbError::Query { context, source }
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) => format!(
+            "{}@{:?}:{:?}/{}",
+            c.get_user().unwrap_or("?"),
+            c.get_hosts().first(),
+            c.get_ports().first().copied().unwrap_or(5432),
+            c.get_dbname().unwrap_or("?")
+        ),
+        Err(_) => "<unparseable url>".into(),
+    }
+}
+
+/// Connects and drives the connection on the current runtime.
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|source| DbError::Connect {
+            target: redact(url),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "warehouse connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// JSON text already known to be valid, sent as `jsonb` without re-parsing.
+#[derive(Debug)]
+pub struct RawJson<'a>(pub &'a str);
+
+impl ToSql for RawJson<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+    to_sql_checked!();
+}
+
+/// A typed silver value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Text(String),
+    Int(i32),
+    Decimal(Decimal),
+    Date(chrono::NaiveDate),
+}
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Int(i) => i.to_sql(ty, out),
+            Value::Decimal(d) => d.to_sql(ty, out),
+            Value::Date(d) => d.to_sql(ty, out),
+        }
+    }
+    fn accepts(ty: &Type) -> bool {
+        <String as ToSql>::accepts(ty)
+            || <i32 as ToSql>::accepts(ty)
+            || <Decimal as ToSql>::accepts(ty)
+            || <chrono::NaiveDate as ToSql>::accepts(ty)
+    }
+    to_sql_checked!();
+}
