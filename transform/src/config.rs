@@ -47,8 +47,12 @@ pub struct TransformSettings {
 /// How one source entity maps onto a silver model.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SilverModelSettings {
-    /// Kafka topic feeding the model, e.g. `etl.csv.sales`.
-    pub topic: String,
+    /// Source connector feeding the model (`csv`, ...): the topic is
+    /// `<kafka.topic_prefix>.<source>.<entity>`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// Source entity feeding the model; defaults to the model's name.
+    pub entity: Option<String>,
     /// Model field -> source column, for the fields whose column has another name.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
@@ -60,6 +64,9 @@ pub struct SilverModelSettings {
     pub decimal_separator: char,
 }
 
+fn default_source() -> String {
+    "csv".into()
+}
 fn default_batch_records() -> usize {
     5000
 }

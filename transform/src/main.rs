@@ -92,7 +92,8 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
     let mut models = HashMap::new();
     for (name, m) in &settings.transform.silver {
         let mapping = Mapping::new(name, m).context("validated silver model")?;
-        models.insert(m.topic.clone(), mapping);
+        let topic = etl_contract::data_topic(&settings.kafka.topic_prefix, &m.source, m.entity.as_deref().unwrap_or(name))?;
+        models.insert(topic, mapping);
     }
     let router = Router {
         group: settings.transform.group_id.clone(),
@@ -133,6 +134,7 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         };
         let started = Instant::now();
         let mut delay = Duration::from_millis(200);
+        let mut stopping = false;
         let stats = loop {
             if client.is_closed() {
                 client = connect_retry(&settings.warehouse.url).await;
@@ -146,11 +148,17 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
                     health.failing();
                     error!(error = %e, records = batch.len(), retry_in_ms = delay.as_millis() as u64, "batch failed and was rolled back; retrying it");
                     metrics::counter!("transform_batch_failures_total").increment(1);
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut shutdown => { stopping = true; break BatchStats::default(); }
+                    }
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
             }
         };
+        if stopping {
+            break;
+        }
         health.ok();
         metrics::histogram!("transform_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("transform_records_total").increment(stats.records);

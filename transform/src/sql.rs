@@ -14,18 +14,37 @@ pub enum DbError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}: {message}")]
     Query {
         context: String,
+        message: String,
         #[source]
         source: tokio_postgres::Error,
     },
 }
 
+/// The server's own words for a database error (code, message, detail), not just "db error".
+pub fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} ({})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!("; {d}"));
+            }
+            m
+        }
+        None => e.to_string(),
+    }
+}
+
 impl DbError {
     pub fn query(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> DbError {
         let context = context.into();
-        move |source| DbError::Query { context, source }
+        move |source| DbError::Query {
+            context,
+            message: pg_message(&source),
+            source,
+        }
     }
 }
 

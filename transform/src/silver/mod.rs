@@ -121,7 +121,7 @@ pub async fn prepare_session(client: &Client) -> Result<(), DbError> {
     let mut sql = String::new();
     for m in MODELS {
         sql.push_str(&format!(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS;",
+            "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;",
             m.stage(),
             m.table
         ));
@@ -478,7 +478,8 @@ mod tests {
 
     fn mapping(name: &str, cols: &[(&str, &str)], dec: char) -> Mapping {
         let settings = SilverModelSettings {
-            topic: "t".into(),
+            source: "csv".into(),
+            entity: None,
             columns: cols.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
             date_formats: vec!["%Y-%m-%d".into(), "%d/%m/%Y".into()],
             decimal_separator: dec,
