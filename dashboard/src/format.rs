@@ -15,7 +15,12 @@ pub fn format_decimal(value: &str, decimals: usize) -> String {
     };
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     let valid = !int_part.is_empty() || !frac_part.is_empty();
-    if !valid || !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+    if !valid
+        || !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return value.to_string();
     }
 

@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let explicit = std::env::args_os().any(|a| a.to_string_lossy().starts_with("--config"));
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let settings = Settings::load(&cli.config, explicit)
         .with_context(|| format!("loading configuration from {}", cli.config.display()))?;

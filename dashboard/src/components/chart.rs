@@ -60,7 +60,10 @@ pub fn chart_geometry(points: &[DailyPoint]) -> ChartGeometry {
     };
     let y_of = |v: f64| base_y - plot_h * (v.max(0.0) / y_max);
 
-    let xy: Vec<(f64, f64)> = points.iter().map(|p| (round1(x_of(p.day)), round1(y_of(p.revenue)))).collect();
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| (round1(x_of(p.day)), round1(y_of(p.revenue))))
+        .collect();
     let line = xy
         .iter()
         .enumerate()
@@ -90,7 +93,13 @@ pub fn chart_geometry(points: &[DailyPoint]) -> ChartGeometry {
             ticks
         }
     };
-    ChartGeometry { line, area, y_ticks, x_ticks, points: xy }
+    ChartGeometry {
+        line,
+        area,
+        y_ticks,
+        x_ticks,
+        points: xy,
+    }
 }
 
 fn round1(v: f64) -> f64 {
@@ -163,7 +172,11 @@ mod tests {
     use super::*;
 
     fn point(date: &str, day: i32, revenue: f64) -> DailyPoint {
-        DailyPoint { date: date.into(), day, revenue }
+        DailyPoint {
+            date: date.into(),
+            day,
+            revenue,
+        }
     }
 
     #[test]
@@ -184,10 +197,15 @@ mod tests {
 
     #[test]
     fn gaps_are_spaced_by_date_and_single_point_is_centred() {
-        let g = chart_geometry(&[point("a", 0, 10.0), point("b", 1, 10.0), point("c", 4, 10.0)]);
+        let g = chart_geometry(&[
+            point("a", 0, 10.0),
+            point("b", 1, 10.0),
+            point("c", 4, 10.0),
+        ]);
         assert_eq!(g.points[1].0, 238.0);
         let single = chart_geometry(&[point("2024-05-01", 5, 7.0)]);
-        assert_eq!(single.points, vec![(420.0, 12.0)]);
+        // 7 on an axis that tops at 10: 70% of the 220-unit plot height above the base line.
+        assert_eq!(single.points, vec![(420.0, 78.0)]);
         let empty = chart_geometry(&[]);
         assert!(empty.line.is_empty() && empty.area.is_empty() && empty.x_ticks.is_empty());
     }
@@ -203,10 +221,20 @@ mod tests {
 
     #[test]
     fn renders_svg_with_path() {
-        let points = vec![point("2024-01-01", 19723, 50.0), point("2024-01-02", 19724, 100.0)];
-        let html = view! { <RevenueChart points=points/> }.to_html();
+        let points = vec![
+            point("2024-01-01", 19723, 50.0),
+            point("2024-01-02", 19724, 100.0),
+        ];
+        let html = Owner::new().with(|| view! { <RevenueChart points=points/> }.to_html());
         assert!(html.contains("<svg"), "{html}");
-        assert!(html.contains(r#"class="line" d="M56,122 L784,12""#), "{html}");
+        assert!(
+            html.contains(r#"<path d="M56,122 L784,12" class="line">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<path d="M56,122 L784,12 L784,232 L56,232 Z" class="area">"#),
+            "{html}"
+        );
         assert!(html.contains(">2024-01-02</text>"), "{html}");
         assert!(html.contains(">100</text>"), "{html}");
     }

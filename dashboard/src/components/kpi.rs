@@ -25,7 +25,9 @@ mod tests {
 
     #[test]
     fn renders_label_and_value() {
-        let html = view! { <KpiCard id="revenue" label="Revenue" value="1,234.50".to_string()/> }.to_html();
+        let html = Owner::new().with(|| {
+            view! { <KpiCard id="revenue" label="Revenue" value="1,234.50".to_string()/> }.to_html()
+        });
         assert!(html.contains(r#"data-kpi="revenue""#), "{html}");
         assert!(html.contains("Revenue</div>"), "{html}");
         assert!(html.contains("1,234.50</div>"), "{html}");

@@ -100,7 +100,11 @@ fn Waiting(reason: String) -> impl IntoView {
 
 #[component]
 fn Dashboard(data: OverviewData) -> impl IntoView {
-    let OverviewData { kpis, daily, countries } = data;
+    let OverviewData {
+        kpis,
+        daily,
+        countries,
+    } = data;
     let range = match (&kpis.first_sale_date, &kpis.last_sale_date) {
         (Some(a), Some(b)) => format!("{a} – {b}"),
         _ => String::new(),

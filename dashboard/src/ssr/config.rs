@@ -47,7 +47,11 @@ pub struct Dashboard {
 
 impl Default for Dashboard {
     fn default() -> Self {
-        Self { addr: default_addr(), refresh_ms: default_refresh_ms(), site_root: None }
+        Self {
+            addr: default_addr(),
+            refresh_ms: default_refresh_ms(),
+            site_root: None,
+        }
     }
 }
 
@@ -75,7 +79,11 @@ impl Settings {
         if required && !path.is_file() {
             return Err(DashboardError::ConfigMissing(path.to_path_buf()));
         }
-        Self::from_figment(Figment::new().merge(Toml::file(path)).merge(Env::prefixed("ETL_").split("__")))
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file(path))
+                .merge(Env::prefixed("ETL_").split("__")),
+        )
     }
 
     /// Extracts and validates settings from any figment (used by tests).
@@ -86,7 +94,8 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), DashboardError> {
-        let pg = tokio_postgres::Config::from_str(&self.warehouse.url).map_err(DashboardError::WarehouseUrl)?;
+        let pg = tokio_postgres::Config::from_str(&self.warehouse.url)
+            .map_err(DashboardError::WarehouseUrl)?;
         if self.dashboard.refresh_ms < 100 {
             return Err(DashboardError::Invalid(format!(
                 "[dashboard] refresh_ms = {} is below the minimum of 100",
@@ -95,11 +104,15 @@ impl Settings {
         }
         if self.mode == Mode::Production {
             match pg.get_password() {
-                None | Some(b"") => return Err(DashboardError::InsecureProduction("has no password")),
+                None | Some(b"") => {
+                    return Err(DashboardError::InsecureProduction("has no password"))
+                }
                 Some(p) => {
                     let p = String::from_utf8_lossy(p).to_lowercase();
                     if WELL_KNOWN_PASSWORDS.contains(&p.as_str()) {
-                        return Err(DashboardError::InsecureProduction("uses a well-known default password"));
+                        return Err(DashboardError::InsecureProduction(
+                            "uses a well-known default password",
+                        ));
                     }
                 }
             }
@@ -162,9 +175,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment::Error
     fn env_overrides_with_double_underscore() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("etl.toml", "[warehouse]\nurl = \"postgres://u@h/db\"\n[dashboard]\nrefresh_ms = 2000\n")?;
+            jail.create_file(
+                "etl.toml",
+                "[warehouse]\nurl = \"postgres://u@h/db\"\n[dashboard]\nrefresh_ms = 2000\n",
+            )?;
             jail.set_env("ETL_DASHBOARD__REFRESH_MS", "500");
             jail.set_env("ETL_DASHBOARD__ADDR", "127.0.0.1:4567");
             jail.set_env("ETL_WAREHOUSE__URL", "postgres://x@y/z");
@@ -186,7 +203,10 @@ mod tests {
             "host=db user=etl password=etl dbname=w",
         ] {
             let err = settings(&base(url)).expect_err(url);
-            assert!(matches!(err, DashboardError::InsecureProduction(_)), "{url}: {err}");
+            assert!(
+                matches!(err, DashboardError::InsecureProduction(_)),
+                "{url}: {err}"
+            );
         }
         assert!(settings(&base("postgres://etl:s3cr3t-Value@db/warehouse")).is_ok());
         assert!(settings("[warehouse]\nurl = \"postgres://postgres@127.0.0.1/w\"\n").is_ok());
@@ -194,14 +214,26 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        assert!(settings("[warehouse]\nurl = \"postgres://a@b/c\"\n[dashboard]\nrefresh_ms = 5\n").is_err());
+        assert!(
+            settings("[warehouse]\nurl = \"postgres://a@b/c\"\n[dashboard]\nrefresh_ms = 5\n")
+                .is_err()
+        );
         assert!(settings("mode = \"staging\"\n[warehouse]\nurl = \"postgres://a@b/c\"\n").is_err());
-        assert!(settings("[dashboard]\nrefresh_ms = 500\n").is_err(), "warehouse.url is required");
+        assert!(
+            settings("[dashboard]\nrefresh_ms = 500\n").is_err(),
+            "warehouse.url is required"
+        );
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://etl:secret@db:5432/w"), "postgres://etl:***@db:5432/w");
-        assert_eq!(redact_url("postgres://postgres@db/w"), "postgres://postgres@db/w");
+        assert_eq!(
+            redact_url("postgres://etl:secret@db:5432/w"),
+            "postgres://etl:***@db:5432/w"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@db/w"),
+            "postgres://postgres@db/w"
+        );
     }
 }

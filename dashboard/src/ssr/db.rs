@@ -17,7 +17,13 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, DashboardError> {
     if pg.get_application_name().is_none() {
         pg.application_name("etl-dashboard");
     }
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
@@ -33,6 +39,9 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, DashboardError> {
 /// `SELECT 1` on a pooled connection.
 pub async fn ping(pool: &Pool) -> Result<(), String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
-    client.query_one("SELECT 1", &[]).await.map_err(|e| e.to_string())?;
+    client
+        .query_one("SELECT 1", &[])
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }

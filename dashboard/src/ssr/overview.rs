@@ -11,7 +11,8 @@ use tokio_postgres::{error::SqlState, IsolationLevel};
 use super::server::AppState;
 use crate::model::{CountryRow, DailyPoint, Kpis, Overview, OverviewData, Warehouse};
 
-const KPIS: &str = "SELECT revenue, orders, customers, avg_basket, first_sale_date, last_sale_date \
+const KPIS: &str =
+    "SELECT revenue, orders, customers, avg_basket, first_sale_date, last_sale_date \
                     FROM gold.kpi_overview";
 const DAILY: &str = "SELECT sale_date, revenue::float8 FROM gold.daily_revenue \
                      WHERE sale_date > (SELECT max(sale_date) FROM gold.daily_revenue) - 365 \
@@ -21,8 +22,9 @@ const COUNTRIES: &str = "SELECT country, revenue, orders, customers FROM gold.re
 
 /// Body of the `get_overview` server function: metrics around [`load`].
 pub async fn get_overview() -> Result<Overview, ServerFnError> {
-    let state = use_context::<AppState>()
-        .ok_or_else(|| ServerFnError::new("the dashboard state is missing from the request context"))?;
+    let state = use_context::<AppState>().ok_or_else(|| {
+        ServerFnError::new("the dashboard state is missing from the request context")
+    })?;
     let started = Instant::now();
     let result = load(&state.pool).await;
     let outcome = match &result {
@@ -32,10 +34,15 @@ pub async fn get_overview() -> Result<Overview, ServerFnError> {
     };
     let elapsed = started.elapsed();
     metrics::counter!("dashboard_server_fn_calls_total", "fn" => "get_overview", "outcome" => outcome).increment(1);
-    metrics::histogram!("dashboard_server_fn_duration_seconds", "fn" => "get_overview").record(elapsed.as_secs_f64());
+    metrics::histogram!("dashboard_server_fn_duration_seconds", "fn" => "get_overview")
+        .record(elapsed.as_secs_f64());
     match result {
         Ok(warehouse) => {
-            tracing::debug!(outcome, elapsed_ms = elapsed.as_millis() as u64, "get_overview");
+            tracing::debug!(
+                outcome,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "get_overview"
+            );
             Ok(Overview {
                 warehouse,
                 updated_at: Utc::now().format("%H:%M:%S").to_string(),
@@ -63,7 +70,9 @@ pub async fn load(pool: &Pool) -> Result<Warehouse, LoadError> {
     let mut client = match pool.get().await {
         Ok(c) => c,
         Err(PoolError::Backend(e)) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {
-            return Ok(Warehouse::Waiting("The warehouse database has not been created yet.".into()));
+            return Ok(Warehouse::Waiting(
+                "The warehouse database has not been created yet.".into(),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -88,10 +97,16 @@ pub async fn load(pool: &Pool) -> Result<Warehouse, LoadError> {
     }
     let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
     let kpis = Kpis {
-        revenue: kpi_row.try_get::<_, Decimal>("revenue")?.round_dp(2).to_string(),
+        revenue: kpi_row
+            .try_get::<_, Decimal>("revenue")?
+            .round_dp(2)
+            .to_string(),
         orders,
         customers: kpi_row.try_get("customers")?,
-        avg_basket: kpi_row.try_get::<_, Decimal>("avg_basket")?.round_dp(2).to_string(),
+        avg_basket: kpi_row
+            .try_get::<_, Decimal>("avg_basket")?
+            .round_dp(2)
+            .to_string(),
         first_sale_date: date(kpi_row.try_get("first_sale_date")?),
         last_sale_date: date(kpi_row.try_get("last_sale_date")?),
     };
@@ -117,8 +132,14 @@ pub async fn load(pool: &Pool) -> Result<Warehouse, LoadError> {
         .iter()
         .map(|row| {
             Ok(CountryRow {
-                country: row.try_get::<_, Option<String>>("country")?.unwrap_or_else(|| "Unknown".into()),
-                revenue: row.try_get::<_, Option<Decimal>>("revenue")?.unwrap_or_default().round_dp(2).to_string(),
+                country: row
+                    .try_get::<_, Option<String>>("country")?
+                    .unwrap_or_else(|| "Unknown".into()),
+                revenue: row
+                    .try_get::<_, Option<Decimal>>("revenue")?
+                    .unwrap_or_default()
+                    .round_dp(2)
+                    .to_string(),
                 orders: row.try_get("orders")?,
                 customers: row.try_get("customers")?,
             })
@@ -126,7 +147,11 @@ pub async fn load(pool: &Pool) -> Result<Warehouse, LoadError> {
         .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     tx.commit().await?;
 
-    Ok(Warehouse::Ready(Box::new(OverviewData { kpis, daily, countries })))
+    Ok(Warehouse::Ready(Box::new(OverviewData {
+        kpis,
+        daily,
+        countries,
+    })))
 }
 
 fn is_missing_relation(e: &tokio_postgres::Error) -> bool {

@@ -53,7 +53,9 @@ pub fn install_metrics() -> Result<PrometheusHandle, DashboardError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
-            &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
         )
         .map_err(|e| DashboardError::Metrics(e.to_string()))?
         .install_recorder()
@@ -92,12 +94,17 @@ pub fn router(state: AppState) -> Router {
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let check = tokio::time::timeout(Duration::from_secs(3), db::ping(&state.pool)).await;
     match check {
-        Ok(Ok(())) => (StatusCode::OK, Json(serde_json::json!({"status": "ok", "warehouse": "ok"}))),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"status": "ok", "warehouse": "ok"})),
+        ),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: warehouse unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable", "warehouse": format!("error: {e}")})),
+                Json(
+                    serde_json::json!({"status": "unavailable", "warehouse": format!("error: {e}")}),
+                ),
             )
         }
         Err(_) => (
@@ -111,7 +118,10 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     match &state.metrics {
         Some(handle) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             handle.render(),
         ),
         None => (
@@ -127,7 +137,9 @@ pub async fn serve(settings: &Settings) -> Result<(), DashboardError> {
     let site_root = settings.site_root();
     let addr = settings.dashboard.addr;
     let options = leptos_options(&site_root, addr);
-    let js = site_root.join(&*options.site_pkg_dir).join(format!("{}.js", options.output_name));
+    let js = site_root
+        .join(&*options.site_pkg_dir)
+        .join(format!("{}.js", options.output_name));
     if !js.is_file() {
         tracing::warn!(
             site_root = %site_root.display(),
@@ -141,8 +153,9 @@ pub async fn serve(settings: &Settings) -> Result<(), DashboardError> {
         refresh_ms: settings.dashboard.refresh_ms,
         metrics: Some(install_metrics()?),
     };
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|source| DashboardError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DashboardError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(DashboardError::Serve)?;
     tracing::info!(
         addr = %local,
