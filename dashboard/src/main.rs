@@ -1,6 +1,6 @@
 //! `dashboard`: serves the live sales dashboard.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -21,8 +21,18 @@ struct Cli {
     config: PathBuf,
 }
 
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dashboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let explicit = std::env::args_os().any(|a| a.to_string_lossy().starts_with("--config"));
     tracing_subscriber::fmt()

@@ -74,7 +74,12 @@ pub fn OverviewPage() -> impl IntoView {
                             <div class="notice error" role="alert">
                                 <strong>"The warehouse cannot be reached right now. "</strong>
                                 "Retrying automatically. "
-                                <span class="detail">{e.to_string()}</span>
+                                <span class="detail">
+                                    {match e {
+                                        ServerFnError::ServerError(message) => message,
+                                        other => other.to_string(),
+                                    }}
+                                </span>
                             </div>
                         }),
                     }

@@ -38,10 +38,26 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, DashboardError> {
 
 /// `SELECT 1` on a pooled connection.
 pub async fn ping(pool: &Pool) -> Result<(), String> {
-    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let client = pool.get().await.map_err(|e| chain(&e))?;
     client
         .query_one("SELECT 1", &[])
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| chain(&e))?;
     Ok(())
+}
+
+/// An error and its sources on one line (tokio-postgres' own message is just "db error";
+/// the server's message is in the source).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
 }

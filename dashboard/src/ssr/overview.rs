@@ -59,9 +59,9 @@ pub async fn get_overview() -> Result<Overview, ServerFnError> {
 /// Why the page cannot show data.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("no warehouse connection: {0}")]
+    #[error("no warehouse connection: {}", super::db::chain(.0))]
     Pool(#[from] PoolError),
-    #[error("warehouse query failed: {0}")]
+    #[error("warehouse query failed: {}", super::db::chain(.0))]
     Query(#[from] tokio_postgres::Error),
 }
 
