@@ -106,7 +106,7 @@ impl Serialize for Row<'_> {
     }
 }
 
-/// The record key: the primary-key columns as a JSON object.
+/// The record key: the primary-key columns as a JSON object, values trimmed.
 struct Key<'a> {
     names: &'a [String],
     idx: &'a [usize],
@@ -117,7 +117,8 @@ impl Serialize for Key<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.idx.len()))?;
         for &i in self.idx {
-            m.serialize_entry(&self.names[i], self.values[i])?;
+            // Trimmed, so that " S1 " and "S1" land on the same partition, in order.
+            m.serialize_entry(&self.names[i], self.values[i].trim())?;
         }
         m.end()
     }
@@ -328,7 +329,7 @@ impl CsvSource {
                 header = Some(Header {
                     names,
                     key_idx,
-                    data_offset: (bom + r.start + r.raw.len()) as u64,
+                    data_offset: (bom + r.start + r.len) as u64,
                     data_line: 1 + r.newlines_before + r.newlines,
                 });
             }

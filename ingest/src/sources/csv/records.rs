@@ -16,6 +16,8 @@ pub struct RawRecord<'a> {
     pub newlines_before: u64,
     /// Newlines inside the record and its terminator.
     pub newlines: u64,
+    /// Bytes consumed from `start`, terminator included.
+    pub len: usize,
 }
 
 /// A record that exceeded the size limit without ending (an unbalanced quote, most likely).
@@ -119,6 +121,7 @@ impl Splitter {
                         fields,
                         newlines_before,
                         newlines: count_nl(consumed),
+                        len: nin,
                     }));
                     pos = start + nin;
                 }

@@ -1,0 +1,270 @@
+//! Harness for the end-to-end tests: scratch databases, temp folders, real service processes
+//! (started from the release binaries, killed with SIGKILL on demand) and a Kafka reader.
+//!
+//! Environment (set by `./dev test`): `ETL_TEST_PG_URL` (an admin URL; each test creates its
+//! own database), `ETL_TEST_KAFKA` (bootstrap servers), `ETL_BIN_DIR` (the binaries).
+
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn pg_admin_url() -> String {
+    std::env::var("ETL_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("ETL_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("ETL_BIN_DIR") {
+        return d.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/etl-platform/target")
+    });
+    target.join("release")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An isolated pipeline: its own database, topic prefix, consumer group, folders and ports.
+pub struct Scratch {
+    pub id: String,
+    pub dir: PathBuf,
+    pub watch_dir: PathBuf,
+    pub db: String,
+    pub db_url: String,
+    pub prefix: String,
+    pub config: PathBuf,
+    pub ingest_port: u16,
+    pub transform_port: u16,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Scratch {
+    /// Creates the database and folders. `config` is the configuration file the services
+    /// read (the repository's by default); the isolation comes from environment overrides.
+    pub async fn new(name: &str, config: Option<PathBuf>) -> Result<Scratch> {
+        let id = format!("{name}{}{:04x}", std::process::id(), rand::random::<u16>());
+        let dir = std::env::temp_dir().join(format!("etl-test-{id}"));
+        let watch_dir = dir.join("in");
+        fs::create_dir_all(&watch_dir)?;
+        let db = format!("t_{id}");
+        let admin = connect(&pg_admin_url()).await?;
+        admin.batch_execute(&format!("CREATE DATABASE {db}")).await.context("creating the scratch database")?;
+        let mut cfg: tokio_postgres::Config = pg_admin_url().parse()?;
+        cfg.dbname(&db);
+        let db_url = format!(
+            "postgres://{}@{}:{}/{}",
+            cfg.get_user().unwrap_or("postgres"),
+            match cfg.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "127.0.0.1".into(),
+            },
+            cfg.get_ports().first().copied().unwrap_or(5432),
+            db
+        );
+        Ok(Scratch {
+            prefix: format!("t{id}"),
+            config: config.unwrap_or_else(|| repo_root().join("config/etl.toml")),
+            id,
+            dir,
+            watch_dir,
+            db,
+            db_url,
+            ingest_port: free_port(),
+            transform_port: free_port(),
+            extra_env: Vec::new(),
+        })
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("ETL_WAREHOUSE__URL".to_string(), self.db_url.clone()),
+            ("ETL_KAFKA__BROKERS".into(), kafka_brokers()),
+            ("ETL_KAFKA__TOPIC_PREFIX".into(), self.prefix.clone()),
+            ("ETL_INGEST__CSV__WATCH_DIR".into(), self.watch_dir.display().to_string()),
+            ("ETL_INGEST__CHECKPOINT_DIR".into(), self.dir.join("checkpoints").display().to_string()),
+            ("ETL_INGEST__METRICS_ADDR".into(), format!("127.0.0.1:{}", self.ingest_port)),
+            ("ETL_TRANSFORM__METRICS_ADDR".into(), format!("127.0.0.1:{}", self.transform_port)),
+            ("ETL_TRANSFORM__GROUP_ID".into(), format!("g{}", self.id)),
+            ("NO_COLOR".into(), "1".into()),
+        ];
+        v.extend(self.extra_env.iter().cloned());
+        v
+    }
+
+    /// Starts `ingest run` or `transform run`; output goes to `<dir>/<name>.log`.
+    pub fn start(&self, service: &str) -> Result<Service> {
+        let bin = bin_dir().join(service);
+        if !bin.exists() {
+            bail!("{} is missing: build with `cargo build --release --workspace` (or set ETL_BIN_DIR)", bin.display());
+        }
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{service}.log")))?;
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Service { child: Some(child), name: service.to_string() })
+    }
+
+    pub async fn db(&self) -> Result<tokio_postgres::Client> {
+        connect(&self.db_url).await
+    }
+
+    pub fn topic(&self, entity: &str) -> String {
+        format!("{}.csv.{entity}", self.prefix)
+    }
+
+    pub fn log(&self, service: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{service}.log"))).unwrap_or_default()
+    }
+
+    /// Writes a file into the watched folder atomically (temporary name, then rename).
+    pub fn drop_file(&self, name: &str, content: &[u8]) -> Result<PathBuf> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        fs::write(&tmp, content)?;
+        let path = self.watch_dir.join(name);
+        fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    pub async fn cleanup(self) {
+        if let Ok(admin) = connect(&pg_admin_url()).await {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db)).await;
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running service process; killed when dropped.
+pub struct Service {
+    child: Option<Child>,
+    pub name: String,
+}
+
+impl Service {
+    /// SIGKILL: no chance to flush or checkpoint.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let status = c.wait()?;
+            if !status.success() {
+                bail!("{} exited with {status} after SIGTERM", self.name);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Count of rows of a query returning one bigint, 0 when the relation does not exist yet.
+pub async fn count(db: &tokio_postgres::Client, sql: &str) -> Result<i64> {
+    match db.query_one(sql, &[]).await {
+        Ok(r) => Ok(r.get(0)),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records of a topic from the beginning: (key, value). Reads until at least `expected`
+/// records arrived and then one more quiet second (to catch extra copies), or 60 s.
+pub fn read_topic(topic: &str, expected: usize) -> Result<Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", format!("reader-{}", rand::random::<u32>()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if out.len() >= expected && last.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
+            last = Instant::now();
+        }
+    }
+    Ok(out)
+}
