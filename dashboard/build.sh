@@ -54,6 +54,8 @@ mkdir -p "$site/pkg"
 "$tools/bin/wasm-bindgen" --target web --no-typescript --out-dir "$site/pkg" --out-name "$name" "$wasm"
 # Leptos links /pkg/<name>.wasm when LEPTOS_OUTPUT_NAME is set at compile time.
 mv -f "$site/pkg/${name}_bg.wasm" "$site/pkg/$name.wasm"
+# The server (tower-http ServeDir, precompressed_gzip) sends these to browsers that accept gzip.
+gzip -9 -k -f "$site/pkg/$name.wasm" "$site/pkg/$name.js"
 echo "client built in $((SECONDS - t)) s"
 
 # 4. static assets
@@ -71,7 +73,7 @@ fi
 
 step "done in $((SECONDS - t0)) s"
 echo "site root : $site  (serve with LEPTOS_SITE_ROOT=$site)"
-echo "client    : $site/pkg/$name.js, $site/pkg/$name.wasm ($(du -k "$site/pkg/$name.wasm" | cut -f1) KiB)"
+echo "client    : $site/pkg/$name.js, $site/pkg/$name.wasm ($(du -k "$site/pkg/$name.wasm" | cut -f1) KiB, gzip $(du -k "$site/pkg/$name.wasm.gz" | cut -f1) KiB)"
 if [ "${DASHBOARD_SKIP_SERVER:-0}" != 1 ]; then
   echo "server    : $CARGO_TARGET_DIR/release/dashboard"
   echo "run       : LEPTOS_SITE_ROOT=$site $CARGO_TARGET_DIR/release/dashboard --config config/etl.toml"
