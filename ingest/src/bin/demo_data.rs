@@ -1,1 +1,1838 @@
-fn main() {}
+//! demo-data: writes realistic, deliberately dirty CSV files for the CSV source agent.
+//!
+//! The initial data set (countries, products, employees, customers, one sales file per
+//! month) is deterministic for a given `--seed` and day. Every file is written under a
+//! temporary name that matches none of the agent's patterns and then renamed into place.
+//! With `--follow`, new sales dated today are appended to `sales_live.csv` (and now and
+//! then a new customer to `customers_live.csv`) until SIGINT or SIGTERM.
+//!
+//! Logs go to stderr; stdout carries only the one-line JSON summary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::f64::consts::PI;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::{Datelike, NaiveDate};
+use clap::Parser;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tracing::{info, warn};
+
+/// Writes demo CSV files (customers, products, countries, employees, monthly sales) with
+/// realistic dirt into a folder watched by the CSV source agent, and optionally keeps
+/// appending live sales.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "demo-data", version)]
+struct Cli {
+    /// Folder to write into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the generator: the same seed (on the same day) gives the same files.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of customers.
+    #[arg(long, default_value_t = 1500)]
+    customers: usize,
+    /// Number of historical sales (duplicate rows come on top).
+    #[arg(long, default_value_t = 25000)]
+    sales: usize,
+    /// Days of history, ending yesterday.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// After the initial files, keep appending sales dated today to sales_live.csv.
+    #[arg(long)]
+    follow: bool,
+    /// Pause between two live appends, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    interval_ms: u64,
+    /// Accepted (and ignored) so the binary can be started like the other services.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reference data
+// ---------------------------------------------------------------------------------------
+
+struct Country {
+    code: &'static str,
+    name: &'static str,
+    region: &'static str,
+    /// Share of customers.
+    weight: u32,
+    cities: &'static [&'static str],
+    first: &'static [&'static str],
+    last: &'static [&'static str],
+    domains: &'static [&'static str],
+}
+
+const COUNTRIES: &[Country] = &[
+    Country {
+        code: "FR",
+        name: "France",
+        region: "Western Europe",
+        weight: 22,
+        cities: &[
+            "Paris",
+            "Lyon",
+            "Marseille",
+            "Toulouse",
+            "Lille",
+            "Bordeaux",
+            "Nantes",
+        ],
+        first: &[
+            "Camille",
+            "Léa",
+            "Manon",
+            "Chloé",
+            "Julien",
+            "Thomas",
+            "Nicolas",
+            "Antoine",
+            "Émilie",
+            "Mathieu",
+            "Hélène",
+            "François",
+        ],
+        last: &[
+            "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand",
+            "Lefèvre", "Moreau", "Girard", "Lemaire",
+        ],
+        domains: &["orange.fr", "gmail.com", "free.fr", "laposte.net"],
+    },
+    Country {
+        code: "DE",
+        name: "Germany",
+        region: "Western Europe",
+        weight: 18,
+        cities: &[
+            "Berlin",
+            "Hamburg",
+            "München",
+            "Köln",
+            "Düsseldorf",
+            "Stuttgart",
+        ],
+        first: &[
+            "Lukas",
+            "Leon",
+            "Finn",
+            "Anna",
+            "Lena",
+            "Hannah",
+            "Jonas",
+            "Felix",
+            "Sophie",
+            "Maximilian",
+            "Jürgen",
+            "Katrin",
+        ],
+        last: &[
+            "Müller",
+            "Schmidt",
+            "Schneider",
+            "Fischer",
+            "Weber",
+            "Meyer",
+            "Wagner",
+            "Becker",
+            "Schulz",
+            "Hoffmann",
+            "Krüger",
+        ],
+        domains: &["web.de", "gmx.de", "gmail.com", "t-online.de"],
+    },
+    Country {
+        code: "ES",
+        name: "Spain",
+        region: "Southern Europe",
+        weight: 12,
+        cities: &[
+            "Madrid",
+            "Barcelona",
+            "Valencia",
+            "Sevilla",
+            "Bilbao",
+            "Málaga",
+        ],
+        first: &[
+            "Lucía",
+            "Sofía",
+            "Martina",
+            "Hugo",
+            "Pablo",
+            "Alejandro",
+            "Javier",
+            "Carmen",
+            "Daniel",
+            "Elena",
+        ],
+        last: &[
+            "García",
+            "Fernández",
+            "González",
+            "Rodríguez",
+            "López",
+            "Martínez",
+            "Sánchez",
+            "Pérez",
+            "Gómez",
+            "Ruiz",
+        ],
+        domains: &["gmail.com", "hotmail.es", "yahoo.es", "telefonica.net"],
+    },
+    Country {
+        code: "IT",
+        name: "Italy",
+        region: "Southern Europe",
+        weight: 12,
+        cities: &["Roma", "Milano", "Napoli", "Torino", "Bologna", "Firenze"],
+        first: &[
+            "Giulia",
+            "Francesco",
+            "Alessandro",
+            "Sofia",
+            "Lorenzo",
+            "Chiara",
+            "Matteo",
+            "Martina",
+            "Marco",
+            "Federica",
+        ],
+        last: &[
+            "Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",
+            "Marino", "Greco",
+        ],
+        domains: &["libero.it", "gmail.com", "virgilio.it", "tiscali.it"],
+    },
+    Country {
+        code: "BE",
+        name: "Belgium",
+        region: "Western Europe",
+        weight: 8,
+        cities: &["Bruxelles", "Antwerpen", "Gent", "Liège", "Brugge", "Namur"],
+        first: &[
+            "Lucas", "Emma", "Louis", "Olivia", "Noah", "Elise", "Arthur", "Louise", "Jules",
+            "Marie",
+        ],
+        last: &[
+            "Peeters", "Janssens", "Maes", "Jacobs", "Mertens", "Willems", "Claes", "Goossens",
+            "Dubois", "Lambert",
+        ],
+        domains: &["skynet.be", "telenet.be", "gmail.com", "proximus.be"],
+    },
+    Country {
+        code: "NL",
+        name: "Netherlands",
+        region: "Western Europe",
+        weight: 9,
+        cities: &[
+            "Amsterdam",
+            "Rotterdam",
+            "Den Haag",
+            "Utrecht",
+            "Eindhoven",
+            "Groningen",
+        ],
+        first: &[
+            "Daan", "Sem", "Julia", "Tess", "Lieke", "Bram", "Sanne", "Ruben", "Fleur", "Jesse",
+        ],
+        last: &[
+            "de Jong",
+            "Jansen",
+            "de Vries",
+            "van den Berg",
+            "van Dijk",
+            "Bakker",
+            "Visser",
+            "Smit",
+            "Meijer",
+            "de Boer",
+        ],
+        domains: &["ziggo.nl", "kpnmail.nl", "gmail.com", "hotmail.nl"],
+    },
+    Country {
+        code: "CH",
+        name: "Switzerland",
+        region: "Western Europe",
+        weight: 5,
+        cities: &["Zürich", "Genève", "Basel", "Lausanne", "Bern"],
+        first: &[
+            "Noah", "Mia", "Luca", "Elena", "Levin", "Lina", "Nico", "Laura", "Jan", "Sara",
+        ],
+        last: &[
+            "Müller",
+            "Meier",
+            "Schmid",
+            "Keller",
+            "Weber",
+            "Huber",
+            "Meyer",
+            "Schneider",
+            "Favre",
+            "Rochat",
+        ],
+        domains: &["bluewin.ch", "gmx.ch", "gmail.com", "sunrise.ch"],
+    },
+    Country {
+        code: "PT",
+        name: "Portugal",
+        region: "Southern Europe",
+        weight: 5,
+        cities: &["Lisboa", "Porto", "Braga", "Coimbra", "Faro"],
+        first: &[
+            "João", "Maria", "Beatriz", "Duarte", "Tiago", "Inês", "Rodrigo", "Ana", "Afonso",
+            "Mariana",
+        ],
+        last: &[
+            "Silva",
+            "Santos",
+            "Ferreira",
+            "Pereira",
+            "Oliveira",
+            "Costa",
+            "Rodrigues",
+            "Martins",
+            "Sousa",
+            "Fernandes",
+        ],
+        domains: &["sapo.pt", "gmail.com", "hotmail.com", "netcabo.pt"],
+    },
+    Country {
+        code: "GB",
+        name: "United Kingdom",
+        region: "Northern Europe",
+        weight: 9,
+        cities: &[
+            "London",
+            "Manchester",
+            "Birmingham",
+            "Leeds",
+            "Glasgow",
+            "Bristol",
+            "Edinburgh",
+        ],
+        first: &[
+            "Oliver", "Amelia", "Harry", "Isla", "George", "Emily", "Jack", "Olivia", "Charlie",
+            "Grace",
+        ],
+        last: &[
+            "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies",
+            "O'Brien", "Evans",
+        ],
+        domains: &["gmail.com", "btinternet.com", "outlook.com", "yahoo.co.uk"],
+    },
+    // Reference only: an office, no customers (yet).
+    Country {
+        code: "LU",
+        name: "Luxembourg",
+        region: "Western Europe",
+        weight: 0,
+        cities: &["Luxembourg"],
+        first: &["Luc", "Anne", "Marc", "Claire"],
+        last: &["Schmit", "Muller", "Weber", "Wagner"],
+        domains: &["pt.lu"],
+    },
+];
+
+struct ProductDef {
+    id: &'static str,
+    name: &'static str,
+    category: &'static str,
+    price_cents: i64,
+    /// Relative popularity.
+    weight: u32,
+}
+
+const PRODUCTS: &[ProductDef] = &[
+    ProductDef {
+        id: "P001",
+        name: "Laptop Pro 14",
+        category: "Electronics",
+        price_cents: 119_900,
+        weight: 5,
+    },
+    ProductDef {
+        id: "P002",
+        name: "Wireless Mouse",
+        category: "Accessories",
+        price_cents: 2_490,
+        weight: 18,
+    },
+    ProductDef {
+        id: "P003",
+        name: "Mechanical Keyboard",
+        category: "Accessories",
+        price_cents: 8_900,
+        weight: 12,
+    },
+    ProductDef {
+        id: "P004",
+        name: "27\" 4K Monitor",
+        category: "Electronics",
+        price_cents: 37_900,
+        weight: 8,
+    },
+    ProductDef {
+        id: "P005",
+        name: "Noise-Cancelling Headphones",
+        category: "Audio",
+        price_cents: 24_900,
+        weight: 10,
+    },
+    ProductDef {
+        id: "P006",
+        name: "Smartphone X12",
+        category: "Electronics",
+        price_cents: 79_900,
+        weight: 7,
+    },
+    ProductDef {
+        id: "P007",
+        name: "USB-C Dock, 12-in-1",
+        category: "Accessories",
+        price_cents: 13_900,
+        weight: 10,
+    },
+    ProductDef {
+        id: "P008",
+        name: "Ergonomic Office Chair",
+        category: "Furniture",
+        price_cents: 32_900,
+        weight: 6,
+    },
+    ProductDef {
+        id: "P009",
+        name: "Standing Desk\n(Electric)",
+        category: "Furniture",
+        price_cents: 54_900,
+        weight: 4,
+    },
+    ProductDef {
+        id: "P010",
+        name: "Tablet 11",
+        category: "Electronics",
+        price_cents: 44_900,
+        weight: 8,
+    },
+];
+
+const TITLES: &[&str] = &[
+    "Sales Representative",
+    "Sales Representative",
+    "Senior Sales Representative",
+    "Account Manager",
+    "Account Manager",
+    "Key Account Manager",
+];
+
+/// Employees per country (index into COUNTRIES), 20 in all.
+const EMPLOYEES_PER_COUNTRY: &[usize] = &[4, 3, 2, 2, 2, 2, 1, 1, 2, 1];
+
+const SALES_HEADER: &str =
+    "sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount";
+const CUSTOMERS_HEADER: &str = "customer_id,full_name,email,country,city,signup_date";
+const SALES_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y", "%b %d %Y"];
+const CUSTOMER_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y"];
+const EMPLOYEE_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%d/%m/%Y"];
+const MANIFEST: &str = ".demo-data.json";
+
+// ---------------------------------------------------------------------------------------
+// Output model
+// ---------------------------------------------------------------------------------------
+
+/// One CSV file: header and records, each without its terminator.
+struct CsvFile {
+    name: String,
+    header: String,
+    records: Vec<Vec<u8>>,
+    crlf: bool,
+    bom: bool,
+}
+
+impl CsvFile {
+    fn new(name: impl Into<String>, header: &str) -> Self {
+        CsvFile {
+            name: name.into(),
+            header: header.to_string(),
+            records: Vec::new(),
+            crlf: false,
+            bom: false,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let eol: &[u8] = if self.crlf { b"\r\n" } else { b"\n" };
+        let mut out = Vec::with_capacity(64 * (self.records.len() + 1));
+        if self.bom {
+            out.extend_from_slice(b"\xEF\xBB\xBF");
+        }
+        out.extend_from_slice(self.header.as_bytes());
+        out.extend_from_slice(eol);
+        for r in &self.records {
+            out.extend_from_slice(r);
+            out.extend_from_slice(eol);
+        }
+        out
+    }
+}
+
+/// Counts per entity: dirt kinds and date formats used.
+#[derive(Default, Debug, Clone, Serialize, PartialEq)]
+struct Stats {
+    dirt: BTreeMap<String, u64>,
+    date_formats: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    fn dirt(&mut self, kind: &str) {
+        *self.dirt.entry(kind.to_string()).or_default() += 1;
+    }
+    fn format(&mut self, f: &str) {
+        *self.date_formats.entry(f.to_string()).or_default() += 1;
+    }
+}
+
+/// A record and its sort position (duplicates land a little after their original).
+type Placed = (f64, Vec<u8>);
+
+struct Generated {
+    files: Vec<CsvFile>,
+    stats: BTreeMap<&'static str, Stats>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// Quotes a field when CSV needs it.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn line(fields: &[String]) -> Vec<u8> {
+    fields
+        .iter()
+        .map(|f| field(f))
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes()
+}
+
+fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
+}
+
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
+    &items[rng.random_range(0..items.len())]
+}
+
+/// Index drawn from a cumulative weight table.
+fn sample_cum(rng: &mut StdRng, cum: &[f64]) -> usize {
+    let total = *cum.last().expect("non-empty table");
+    let x = rng.random::<f64>() * total;
+    cum.partition_point(|&c| c <= x).min(cum.len() - 1)
+}
+
+fn cumulative(weights: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let mut acc = 0.0;
+    weights
+        .into_iter()
+        .map(|w| {
+            acc += w;
+            acc
+        })
+        .collect()
+}
+
+/// Lower-case ASCII for e-mail local parts: accents dropped, other symbols removed.
+fn ascii_slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().flat_map(|c| c.to_lowercase()) {
+        let m = match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => "a",
+            'ç' => "c",
+            'è' | 'é' | 'ê' | 'ë' => "e",
+            'ì' | 'í' | 'î' | 'ï' => "i",
+            'ñ' => "n",
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => "o",
+            'ù' | 'ú' | 'û' | 'ü' => "u",
+            'ß' => "ss",
+            c if c.is_ascii_alphanumeric() => {
+                out.push(c);
+                continue;
+            }
+            _ => "",
+        };
+        out.push_str(m);
+    }
+    out
+}
+
+/// Random case mangling of a value ("france" -> "FRANCE", "fRANCE", "france").
+fn mangle_case(rng: &mut StdRng, s: &str) -> String {
+    match rng.random_range(0..3) {
+        0 => s.to_uppercase(),
+        1 => s.to_lowercase(),
+        _ => s
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_lowercase().collect::<String>()
+                } else {
+                    c.to_uppercase().collect()
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Stray whitespace around and inside a value.
+fn pad(rng: &mut StdRng, s: &str) -> String {
+    match rng.random_range(0..3) {
+        0 => format!("  {s}"),
+        1 => format!("{s}   "),
+        _ => format!(" {} ", s.replacen(' ', "  ", 1)),
+    }
+}
+
+/// Draws a date format: mostly ISO, the rest spread over the other accepted ones.
+fn pick_format(rng: &mut StdRng, formats: &'static [&'static str], iso_share: f64) -> &'static str {
+    if rng.random_bool(iso_share) {
+        formats[0]
+    } else {
+        formats[rng.random_range(1..formats.len())]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The world: customers, employees and the weights used to draw sales
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Customer {
+    id: String,
+    country: usize,
+}
+
+struct Employee {
+    id: String,
+    country: usize,
+}
+
+struct World {
+    customers: Vec<Customer>,
+    customer_cum: Vec<f64>,
+    signup: Vec<NaiveDate>,
+    employees: Vec<Employee>,
+    product_cum: Vec<f64>,
+    n_customers: usize,
+}
+
+impl World {
+    fn employee_for(&self, rng: &mut StdRng, country: usize) -> String {
+        let local: Vec<&Employee> = self
+            .employees
+            .iter()
+            .filter(|e| e.country == country)
+            .collect();
+        if !local.is_empty() && rng.random_bool(0.9) {
+            pick(rng, &local).id.clone()
+        } else {
+            pick(rng, &self.employees).id.clone()
+        }
+    }
+}
+
+fn country_cum() -> Vec<f64> {
+    cumulative(COUNTRIES.iter().map(|c| c.weight as f64))
+}
+
+fn person_name(rng: &mut StdRng, c: &Country) -> (String, String) {
+    (
+        pick(rng, c.first).to_string(),
+        pick(rng, c.last).to_string(),
+    )
+}
+
+fn email_for(
+    rng: &mut StdRng,
+    first: &str,
+    last: &str,
+    c: &Country,
+    taken: &mut HashSet<String>,
+) -> String {
+    let (f, l) = (ascii_slug(first), ascii_slug(last));
+    let base = match rng.random_range(0..4) {
+        0 => format!("{f}.{l}"),
+        1 => format!("{}.{l}", &f[..1.min(f.len())]),
+        2 => format!("{f}{l}{}", rng.random_range(70..=99)),
+        _ => format!("{f}_{l}"),
+    };
+    let domain = pick(rng, c.domains);
+    let mut email = format!("{base}@{domain}");
+    let mut n = 2;
+    while !taken.insert(email.clone()) {
+        email = format!("{base}{n}@{domain}");
+        n += 1;
+    }
+    email
+}
+
+// ---------------------------------------------------------------------------------------
+// Generation of the initial files
+// ---------------------------------------------------------------------------------------
+
+struct Params {
+    seed: u64,
+    customers: usize,
+    sales: usize,
+    days: u32,
+}
+
+fn countries_file(stats: &mut Stats) -> CsvFile {
+    let mut f = CsvFile::new("countries.csv", "country_code,country_name,region");
+    f.crlf = true;
+    for c in COUNTRIES {
+        let (code, name) = match c.code {
+            "PT" => {
+                stats.dirt("whitespace_case");
+                ("pt".to_string(), c.name.to_string())
+            }
+            "BE" => {
+                stats.dirt("whitespace_case");
+                (c.code.to_string(), format!(" {} ", c.name))
+            }
+            "GB" => {
+                stats.dirt("whitespace_case");
+                (c.code.to_string(), c.name.to_uppercase())
+            }
+            _ => (c.code.to_string(), c.name.to_string()),
+        };
+        f.records.push(line(&[code, name, c.region.to_string()]));
+    }
+    f
+}
+
+fn products_file(stats: &mut Stats) -> CsvFile {
+    let mut f = CsvFile::new(
+        "products.csv",
+        "product_id,product_name,category,unit_price",
+    );
+    for p in PRODUCTS {
+        if p.name.contains(',') {
+            stats.dirt("quoted_comma");
+        }
+        if p.name.contains('\n') {
+            stats.dirt("quoted_newline");
+        }
+        if p.name.contains('"') {
+            stats.dirt("escaped_quote");
+        }
+        let category = if p.id == "P006" {
+            stats.dirt("whitespace_case");
+            format!(" {} ", p.category.to_lowercase())
+        } else {
+            p.category.to_string()
+        };
+        f.records.push(line(&[
+            p.id.to_string(),
+            p.name.to_string(),
+            category,
+            money(p.price_cents),
+        ]));
+    }
+    f
+}
+
+fn employees(rng: &mut StdRng, today: NaiveDate, stats: &mut Stats) -> (CsvFile, Vec<Employee>) {
+    let mut f = CsvFile::new(
+        "employees.csv",
+        "employee_id,full_name,title,country,hire_date",
+    );
+    let mut list = Vec::new();
+    let mut n = 0;
+    for (ci, &count) in EMPLOYEES_PER_COUNTRY.iter().enumerate() {
+        let c = &COUNTRIES[ci];
+        for k in 0..count {
+            n += 1;
+            let id = format!("E{n:03}");
+            let (first, last) = person_name(rng, c);
+            let mut name = format!("{first} {last}");
+            let mut title = if k == 0 && count > 1 {
+                "Sales Manager".to_string()
+            } else {
+                pick(rng, TITLES).to_string()
+            };
+            let mut country = c.name.to_string();
+            let hire = today - chrono::Duration::days(rng.random_range(120..3650));
+            let fmt = pick_format(rng, EMPLOYEE_DATE_FORMATS, 0.7);
+            stats.format(fmt);
+            let mut id_out = id.clone();
+            match n {
+                3 => {
+                    stats.dirt("whitespace_case");
+                    title = title.to_lowercase();
+                }
+                8 => {
+                    stats.dirt("whitespace_case");
+                    name = format!("  {first}  {last} ");
+                }
+                13 => {
+                    stats.dirt("whitespace_case");
+                    id_out = id.to_lowercase();
+                    country = country.to_uppercase();
+                }
+                _ => {}
+            }
+            f.records.push(line(&[
+                id_out,
+                name,
+                title,
+                country,
+                hire.format(fmt).to_string(),
+            ]));
+            list.push(Employee { id, country: ci });
+        }
+    }
+    (f, list)
+}
+
+/// Customers: the clean list for the world, and the file with its dirt.
+fn customers(
+    rng: &mut StdRng,
+    p: &Params,
+    today: NaiveDate,
+    stats: &mut Stats,
+) -> (CsvFile, Vec<Customer>, Vec<NaiveDate>) {
+    let mut f = CsvFile::new("customers.csv", CUSTOMERS_HEADER);
+    f.bom = true;
+    let ccum = country_cum();
+    let mut taken = HashSet::new();
+    let window_start = today - chrono::Duration::days(p.days as i64);
+    let n = p.customers;
+    // A few rows get one-off dirt at distinct positions.
+    let mut special: BTreeMap<usize, &'static str> = BTreeMap::new();
+    if n >= 50 {
+        let plan: [(&str, usize); 4] = [
+            ("quoted_newline", (n / 700).max(1)),
+            ("wrong_field_count", (n / 700).max(1)),
+            ("invalid_utf8", 1),
+            ("empty_key", 1),
+        ];
+        for (kind, count) in plan {
+            let mut placed = 0;
+            while placed < count {
+                let i = rng.random_range(0..n);
+                if let std::collections::btree_map::Entry::Vacant(e) = special.entry(i) {
+                    e.insert(kind);
+                    placed += 1;
+                }
+            }
+        }
+    }
+    let mut list = Vec::with_capacity(n);
+    let mut signups = Vec::with_capacity(n);
+    let mut rows: Vec<Placed> = Vec::with_capacity(n + n / 50);
+    for i in 0..n {
+        let ci = sample_cum(rng, &ccum);
+        let c = &COUNTRIES[ci];
+        let id = format!("C{:05}", i + 1);
+        let (first, last) = person_name(rng, c);
+        let email = email_for(rng, &first, &last, c, &mut taken);
+        let city = pick(rng, c.cities).to_string();
+        // Most customers signed up before the sales window, the others during it.
+        let signup = if rng.random_bool(0.7) {
+            window_start - chrono::Duration::days(rng.random_range(1..730))
+        } else {
+            window_start + chrono::Duration::days(rng.random_range(0..p.days.max(1) as i64))
+        };
+        let fmt = pick_format(rng, CUSTOMER_DATE_FORMATS, 0.75);
+        stats.format(fmt);
+        let mut v = vec![
+            id.clone(),
+            format!("{first} {last}"),
+            email,
+            c.name.to_string(),
+            city,
+            signup.format(fmt).to_string(),
+        ];
+        list.push(Customer {
+            id: id.clone(),
+            country: ci,
+        });
+        signups.push(signup);
+
+        let mut raw: Option<Vec<u8>> = None;
+        match special.get(&i).copied() {
+            Some("quoted_newline") => {
+                stats.dirt("quoted_newline");
+                v[1] = format!("{first}\n{last}");
+            }
+            Some("wrong_field_count") => {
+                // "Last, First" exported without quotes: one field too many.
+                stats.dirt("wrong_field_count");
+                v[1] = format!("{last}, {first}");
+                raw = Some(v.join(",").into_bytes());
+            }
+            Some("invalid_utf8") => {
+                // A Latin-1 export: "ü" as the single byte 0xFC.
+                stats.dirt("invalid_utf8");
+                if v[1].is_ascii() {
+                    v[1] = format!("{first} Müller");
+                    v[2] = format!("{}.mueller@{}", ascii_slug(&first), pick(rng, c.domains));
+                }
+                let s = String::from_utf8(line(&v)).expect("utf-8");
+                raw = Some(
+                    s.chars()
+                        .map(|c| {
+                            if (c as u32) < 256 {
+                                c as u32 as u8
+                            } else {
+                                b'?'
+                            }
+                        })
+                        .collect(),
+                );
+            }
+            Some("empty_key") => {
+                stats.dirt("empty_key");
+                v[0] = "  ".to_string();
+            }
+            _ => {
+                let r: f64 = rng.random();
+                if r < 0.014 {
+                    stats.dirt("null_field");
+                    let k = rng.random_range(1..v.len());
+                    v[k] = String::new();
+                } else if r < 0.019 {
+                    stats.dirt("quoted_comma");
+                    v[1] = format!("{last}, {first}");
+                }
+                if rng.random_bool(0.06) {
+                    stats.dirt("whitespace_case");
+                    match rng.random_range(0..5) {
+                        0 => v[0] = v[0].to_lowercase(),
+                        1 => {
+                            v[1] = if rng.random_bool(0.5) {
+                                pad(rng, &v[1])
+                            } else {
+                                mangle_case(rng, &v[1])
+                            }
+                        }
+                        2 => v[2] = mangle_case(rng, &v[2]),
+                        3 => {
+                            let m = mangle_case(rng, &v[3]);
+                            v[3] = pad(rng, &m);
+                        }
+                        _ => v[4] = pad(rng, &v[4].to_lowercase()),
+                    }
+                }
+            }
+        }
+        let bytes = raw.unwrap_or_else(|| line(&v));
+        if rng.random_bool(0.01) {
+            stats.dirt("duplicate_row");
+            rows.push((
+                i as f64 + rng.random_range(1..40) as f64 + 0.5,
+                bytes.clone(),
+            ));
+        }
+        rows.push((i as f64, bytes));
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    f.records = rows.into_iter().map(|r| r.1).collect();
+    (f, list, signups)
+}
+
+/// Relative number of sales on a day: weekly pattern, seasons, a growth trend and noise.
+fn day_weight(d: NaiveDate, idx: usize, days: usize, noise: f64) -> f64 {
+    let weekly =
+        [0.92, 0.95, 1.0, 1.05, 1.2, 1.3, 0.65][d.weekday().num_days_from_monday() as usize];
+    let season = 1.0 + 0.18 * (2.0 * PI * (d.ordinal() as f64 - 350.0) / 365.25).cos();
+    let event = match (d.month(), d.day()) {
+        (11, 24..) | (12, ..=23) => 1.35,
+        (1, ..=10) => 1.15,
+        (8, _) => 0.85,
+        _ => 1.0,
+    };
+    let trend = 1.0 + 0.15 * idx as f64 / days.max(1) as f64;
+    weekly * season * event * trend * (0.85 + 0.3 * noise)
+}
+
+/// What a sale row turns out to be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SaleKind {
+    Clean,
+    NullRequired,
+    NegativeAmount,
+    UnknownCustomer,
+    ZeroQuantity,
+    UnparseableDate,
+    WrongFieldCount,
+    EmptyKey,
+    MissingAmount,
+}
+
+fn draw_sale_kind(rng: &mut StdRng) -> SaleKind {
+    let r: f64 = rng.random();
+    match r {
+        r if r < 0.030 => SaleKind::NullRequired,
+        r if r < 0.035 => SaleKind::NegativeAmount,
+        r if r < 0.045 => SaleKind::UnknownCustomer,
+        r if r < 0.047 => SaleKind::ZeroQuantity,
+        r if r < 0.049 => SaleKind::UnparseableDate,
+        r if r < 0.050 => SaleKind::WrongFieldCount,
+        r if r < 0.0505 => SaleKind::EmptyKey,
+        r if r < 0.0555 => SaleKind::MissingAmount,
+        _ => SaleKind::Clean,
+    }
+}
+
+/// One sale as a CSV record (with its dirt), and whether it should appear twice.
+fn sale_record(
+    rng: &mut StdRng,
+    w: &World,
+    id: &str,
+    date: NaiveDate,
+    customer: &Customer,
+    stats: &mut Stats,
+) -> (Vec<u8>, bool) {
+    let pi = sample_cum(rng, &w.product_cum);
+    let product = &PRODUCTS[pi];
+    let employee = if rng.random_bool(0.06) {
+        String::new()
+    } else {
+        w.employee_for(rng, customer.country)
+    };
+    let qty_weights: &[f64] = if product.price_cents > 50_000 {
+        &[80.0, 15.0, 4.0, 1.0, 0.0]
+    } else {
+        &[45.0, 25.0, 15.0, 9.0, 6.0]
+    };
+    let quantity = sample_cum(rng, &cumulative(qty_weights.iter().copied())) as i64 + 1;
+    let price = if rng.random_bool(0.15) {
+        let pct = *pick(rng, &[5, 10, 15, 20]);
+        stats.dirt("discounted_price");
+        (product.price_cents * (100 - pct) + 50) / 100
+    } else {
+        product.price_cents
+    };
+    let fmt = pick_format(rng, SALES_DATE_FORMATS, 0.7);
+    stats.format(fmt);
+    let mut v = vec![
+        id.to_string(),
+        date.format(fmt).to_string(),
+        customer.id.clone(),
+        product.id.to_string(),
+        employee,
+        quantity.to_string(),
+        money(price),
+        money(quantity * price),
+    ];
+    let kind = draw_sale_kind(rng);
+    let mut raw = None;
+    match kind {
+        SaleKind::Clean => {}
+        SaleKind::NullRequired => {
+            stats.dirt("null_required");
+            let k = *pick(rng, &[1, 1, 1, 2, 2, 2, 3, 3, 5, 5]);
+            v[k] = if rng.random_bool(0.8) {
+                String::new()
+            } else {
+                "   ".to_string()
+            };
+        }
+        SaleKind::NegativeAmount => {
+            stats.dirt("negative_amount");
+            v[7] = money(-quantity * price);
+        }
+        SaleKind::UnknownCustomer => {
+            stats.dirt("unknown_customer");
+            v[2] = format!("C{:05}", w.n_customers + 1000 + rng.random_range(0..9000));
+        }
+        SaleKind::ZeroQuantity => {
+            stats.dirt("zero_quantity");
+            v[5] = "0".to_string();
+            v[7] = money(0);
+        }
+        SaleKind::UnparseableDate => {
+            // German dotted dates are not among the accepted formats.
+            stats.dirt("unparseable_date");
+            v[1] = date.format("%d.%m.%Y").to_string();
+        }
+        SaleKind::WrongFieldCount => {
+            stats.dirt("wrong_field_count");
+            let amount = quantity * price;
+            raw = Some(match rng.random_range(0..3) {
+                // Thousands separator without quotes: one field too many.
+                0 if amount >= 100_000 => {
+                    let s = money(amount);
+                    let (int, dec) = s.split_at(s.len() - 3);
+                    let grouped =
+                        format!("{},{}{dec}", &int[..int.len() - 3], &int[int.len() - 3..]);
+                    v[7] = grouped;
+                    v.join(",").into_bytes()
+                }
+                // A truncated row.
+                0 | 1 => v[..7].join(",").into_bytes(),
+                // A stray trailing delimiter.
+                _ => format!("{},", v.join(",")).into_bytes(),
+            });
+        }
+        SaleKind::EmptyKey => {
+            stats.dirt("empty_key");
+            v[0] = String::new();
+        }
+        SaleKind::MissingAmount => {
+            stats.dirt("missing_amount");
+            v[7] = String::new();
+        }
+    }
+    if raw.is_none() && rng.random_bool(0.04) {
+        stats.dirt("whitespace_case");
+        match rng.random_range(0..6) {
+            0 => v[0] = pad(rng, &v[0].to_lowercase()),
+            1 => v[1] = pad(rng, &v[1]),
+            2 => v[2] = pad(rng, &v[2].to_lowercase()),
+            3 => v[3] = v[3].to_lowercase(),
+            4 => v[4] = pad(rng, &v[4].to_lowercase()),
+            _ => v[6] = pad(rng, &v[6]),
+        }
+    }
+    let dup = rng.random_bool(0.01);
+    if dup {
+        stats.dirt("duplicate_row");
+    }
+    (raw.unwrap_or_else(|| line(&v)), dup)
+}
+
+fn world(
+    rng: &mut StdRng,
+    p: &Params,
+    today: NaiveDate,
+    stats: &mut BTreeMap<&'static str, Stats>,
+) -> (World, Vec<CsvFile>) {
+    let countries = countries_file(stats.entry("countries").or_default());
+    let products = products_file(stats.entry("products").or_default());
+    let (emp_file, employees) = employees(rng, today, stats.entry("employees").or_default());
+    let (cust_file, customers, signup) =
+        customers(rng, p, today, stats.entry("customers").or_default());
+    // Some customers buy much more than others.
+    let customer_cum = cumulative((0..customers.len()).map(|_| {
+        let u: f64 = rng.random_range(0.0001..1.0);
+        -u.ln()
+    }));
+    let w = World {
+        customers,
+        customer_cum,
+        signup,
+        employees,
+        product_cum: cumulative(PRODUCTS.iter().map(|p| p.weight as f64)),
+        n_customers: p.customers,
+    };
+    (w, vec![countries, products, emp_file, cust_file])
+}
+
+/// Generates every initial file. Pure: the same parameters and day give the same bytes.
+fn generate(p: &Params, today: NaiveDate) -> Generated {
+    let mut rng = StdRng::seed_from_u64(p.seed);
+    let mut stats: BTreeMap<&'static str, Stats> = BTreeMap::new();
+    let (w, mut files) = world(&mut rng, p, today, &mut stats);
+    let sales_stats = stats.entry("sales").or_default();
+
+    let days = p.days.max(1) as usize;
+    let first = today - chrono::Duration::days(days as i64);
+    let window: Vec<NaiveDate> = (0..days)
+        .map(|i| first + chrono::Duration::days(i as i64))
+        .collect();
+    let day_cum = cumulative(
+        window
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| day_weight(d, i, days, rng.random())),
+    );
+    let mut dates: Vec<NaiveDate> = (0..p.sales)
+        .map(|_| window[sample_cum(&mut rng, &day_cum)])
+        .collect();
+    dates.sort();
+
+    let mut months: BTreeMap<(i32, u32), Vec<Placed>> = BTreeMap::new();
+    for (i, &date) in dates.iter().enumerate() {
+        let id = format!("S{:07}", i + 1);
+        // A customer who had signed up by then, if one is found quickly.
+        let mut ci = sample_cum(&mut rng, &w.customer_cum);
+        for _ in 0..8 {
+            if w.signup[ci] <= date {
+                break;
+            }
+            ci = sample_cum(&mut rng, &w.customer_cum);
+        }
+        let (rec, dup) = sale_record(&mut rng, &w, &id, date, &w.customers[ci], sales_stats);
+        let rows = months.entry((date.year(), date.month())).or_default();
+        let pos = rows.len() as f64;
+        if dup {
+            rows.push((pos + rng.random_range(1..60) as f64 + 0.5, rec.clone()));
+        }
+        rows.push((pos, rec));
+    }
+    for ((y, m), mut rows) in months {
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut f = CsvFile::new(format!("sales_{y:04}-{m:02}.csv"), SALES_HEADER);
+        f.records = rows.into_iter().map(|r| r.1).collect();
+        files.push(f);
+    }
+    Generated { files, stats }
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------
+
+/// Writes `bytes` to `dir/.tmp-<name>` (matches no pattern) and renames it to `dir/<name>`.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".tmp-{name}"));
+    let dst = dir.join(name);
+    {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().ok();
+    }
+    std::fs::rename(&tmp, &dst)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), dst.display()))?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct FileSummary {
+    file: String,
+    rows: usize,
+    bytes: usize,
+    written: bool,
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    out: String,
+    seed: u64,
+    today: String,
+    /// "written", "partly written" or "skipped (already present)".
+    initial: &'static str,
+    files: Vec<FileSummary>,
+    rows: BTreeMap<&'static str, usize>,
+    dirt: BTreeMap<&'static str, &'a BTreeMap<String, u64>>,
+    date_formats: BTreeMap<&'static str, &'a BTreeMap<String, u64>>,
+    follow: bool,
+}
+
+fn entity_of(file: &str) -> &'static str {
+    ["customers", "products", "countries", "employees", "sales"]
+        .into_iter()
+        .find(|e| file.starts_with(e))
+        .unwrap_or("other")
+}
+
+fn write_initial<'a>(
+    out: &Path,
+    cli: &Cli,
+    today: NaiveDate,
+    g: &'a Generated,
+) -> Result<Summary<'a>> {
+    let manifest = out.join(MANIFEST);
+    let done_before = manifest.exists();
+    let mut files = Vec::new();
+    let mut written = 0;
+    for f in &g.files {
+        let bytes = f.bytes();
+        let exists = out.join(&f.name).exists();
+        let write = !done_before && !exists;
+        if write {
+            write_atomic(out, &f.name, &bytes)?;
+            written += 1;
+        }
+        files.push(FileSummary {
+            file: f.name.clone(),
+            rows: f.records.len(),
+            bytes: bytes.len(),
+            written: write,
+        });
+    }
+    let mut rows = BTreeMap::new();
+    for f in &files {
+        *rows.entry(entity_of(&f.file)).or_default() += f.rows;
+    }
+    let initial = if written == g.files.len() {
+        "written"
+    } else if written > 0 {
+        "partly written"
+    } else {
+        "skipped (already present)"
+    };
+    let summary = Summary {
+        out: out.display().to_string(),
+        seed: cli.seed,
+        today: today.to_string(),
+        initial,
+        files,
+        rows,
+        dirt: g.stats.iter().map(|(k, s)| (*k, &s.dirt)).collect(),
+        date_formats: g
+            .stats
+            .iter()
+            .filter(|(_, s)| !s.date_formats.is_empty())
+            .map(|(k, s)| (*k, &s.date_formats))
+            .collect(),
+        follow: cli.follow,
+    };
+    if !done_before {
+        let m = serde_json::json!({ "seed": cli.seed, "today": today.to_string(), "customers": cli.customers, "sales": cli.sales, "days": cli.days });
+        write_atomic(out, MANIFEST, m.to_string().as_bytes())?;
+    }
+    Ok(summary)
+}
+
+// ---------------------------------------------------------------------------------------
+// Follow mode
+// ---------------------------------------------------------------------------------------
+
+/// Creates `path` with its header if missing; if a previous run died mid-line, ends that line.
+fn prepare_live_file(dir: &Path, name: &str, header: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.exists() {
+        write_atomic(dir, name, format!("{header}\n").as_bytes())?;
+        return Ok(path);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(&path)?;
+    let len = f.metadata()?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            warn!(file = %path.display(), "file does not end with a newline (interrupted write?); ending the line");
+            f.write_all(b"\n")?;
+        }
+    }
+    Ok(path)
+}
+
+struct Live {
+    world: World,
+    rng: StdRng,
+    new_customers: Vec<Customer>,
+    taken: HashSet<String>,
+    stats: Stats,
+}
+
+impl Live {
+    fn new_customer(&mut self, dir: &Path, today: NaiveDate, millis: i64) -> Result<Customer> {
+        let path = prepare_live_file(dir, "customers_live.csv", CUSTOMERS_HEADER)?;
+        let rng = &mut self.rng;
+        let ci = sample_cum(rng, &country_cum());
+        let c = &COUNTRIES[ci];
+        let (first, last) = person_name(rng, c);
+        let email = email_for(rng, &first, &last, c, &mut self.taken);
+        let id = format!("CL-{millis}");
+        let rec = line(&[
+            id.clone(),
+            format!("{first} {last}"),
+            email,
+            c.name.to_string(),
+            pick(rng, c.cities).to_string(),
+            today.format("%Y-%m-%d").to_string(),
+        ]);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+        f.write_all(&[rec.as_slice(), b"\n"].concat())?;
+        info!(file = %path.display(), customer_id = %id, name = %format!("{first} {last}"), country = c.name, "appended a new customer");
+        let cust = Customer { id, country: ci };
+        self.new_customers.push(cust.clone());
+        if self.new_customers.len() > 50 {
+            self.new_customers.remove(0);
+        }
+        Ok(cust)
+    }
+
+    async fn batch(&mut self, dir: &Path) -> Result<()> {
+        let now = chrono::Local::now();
+        let today = now.date_naive();
+        let millis = now.timestamp_millis();
+        if self.rng.random_bool(0.2) {
+            self.new_customer(dir, today, millis)?;
+        }
+        let path = prepare_live_file(dir, "sales_live.csv", SALES_HEADER)?;
+        let n = self.rng.random_range(3..=15);
+        let mut recs: Vec<Vec<u8>> = Vec::new();
+        for k in 0..n {
+            let id = format!("L-{millis}-{k}");
+            let cust = if !self.new_customers.is_empty() && self.rng.random_bool(0.25) {
+                pick(&mut self.rng, &self.new_customers).clone()
+            } else {
+                self.world.customers[sample_cum(&mut self.rng, &self.world.customer_cum)].clone()
+            };
+            let (rec, dup) = sale_record(
+                &mut self.rng,
+                &self.world,
+                &id,
+                today,
+                &cust,
+                &mut self.stats,
+            );
+            if dup {
+                recs.push(rec.clone());
+            }
+            recs.push(rec);
+        }
+        let mut bytes: Vec<u8> = Vec::new();
+        for r in &recs {
+            bytes.extend_from_slice(r);
+            bytes.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+        // Now and then the last line arrives in two writes, a moment apart.
+        let split = self.rng.random_bool(0.25);
+        if split {
+            let last_len = recs.last().map_or(0, |r| r.len()) + 1;
+            let head = bytes.len() - last_len + self.rng.random_range(1..last_len);
+            f.write_all(&bytes[..head])?;
+            f.flush()?;
+            tokio::time::sleep(Duration::from_millis(self.rng.random_range(200..900))).await;
+            f.write_all(&bytes[head..])?;
+        } else {
+            f.write_all(&bytes)?;
+        }
+        info!(file = %path.display(), rows = recs.len(), first_id = %format!("L-{millis}-0"), split_write = split, "appended live sales");
+        Ok(())
+    }
+}
+
+async fn follow(dir: &Path, cli: &Cli, world: World) -> Result<()> {
+    prepare_live_file(dir, "sales_live.csv", SALES_HEADER)?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    };
+    tokio::pin!(shutdown);
+    let start = chrono::Utc::now().timestamp_millis() as u64;
+    let mut live = Live {
+        world,
+        rng: StdRng::seed_from_u64(cli.seed ^ start.rotate_left(17)),
+        new_customers: Vec::new(),
+        taken: HashSet::new(),
+        stats: Stats::default(),
+    };
+    info!(dir = %dir.display(), interval_ms = cli.interval_ms, "following: appending live sales");
+    loop {
+        tokio::select! {
+            sig = &mut shutdown => {
+                info!(signal = sig, dirt = ?live.stats.dirt, "stopping");
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(cli.interval_ms)) => {}
+        }
+        // A batch is not interrupted halfway: it ends its last line before the next signal check.
+        if let Err(e) = live.batch(dir).await {
+            warn!(error = %format!("{e:#}"), "live append failed; retrying at the next tick");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("ETL_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    if cli.days == 0 {
+        bail!("--days must be at least 1");
+    }
+    if cli.customers == 0 {
+        bail!("--customers must be at least 1");
+    }
+    std::fs::create_dir_all(&cli.out)
+        .with_context(|| format!("cannot create {}", cli.out.display()))?;
+    let today = chrono::Local::now().date_naive();
+    let params = Params {
+        seed: cli.seed,
+        customers: cli.customers,
+        sales: cli.sales,
+        days: cli.days,
+    };
+    let generated = generate(&params, today);
+    let summary = write_initial(&cli.out, &cli, today, &generated)?;
+    info!(dir = %cli.out.display(), initial = summary.initial, files = summary.files.len(), "initial files");
+    println!("{}", serde_json::to_string(&summary)?);
+    std::io::stdout().flush().ok();
+    if cli.follow {
+        // Rebuild the world (customers, employees, weights) the files were made from.
+        let mut rng = StdRng::seed_from_u64(cli.seed);
+        let mut scratch = BTreeMap::new();
+        let (w, _) = world(&mut rng, &params, today, &mut scratch);
+        follow(&cli.out, &cli, w).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 6, 15).unwrap()
+    }
+
+    fn params(seed: u64) -> Params {
+        Params {
+            seed,
+            customers: 1500,
+            sales: 25_000,
+            days: 365,
+        }
+    }
+
+    /// Minimal RFC 4180 reader: records as lists of fields (terminators CRLF or LF).
+    fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut recs = Vec::new();
+        let (mut rec, mut fld, mut quoted, mut chars) =
+            (Vec::new(), String::new(), false, text.chars().peekable());
+        while let Some(c) = chars.next() {
+            match (quoted, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    fld.push('"');
+                }
+                (true, '"') => quoted = false,
+                (true, c) => fld.push(c),
+                (false, '"') => quoted = true,
+                (false, ',') => rec.push(std::mem::take(&mut fld)),
+                (false, '\r') => {}
+                (false, '\n') => {
+                    rec.push(std::mem::take(&mut fld));
+                    recs.push(std::mem::take(&mut rec));
+                }
+                (false, c) => fld.push(c),
+            }
+        }
+        assert!(
+            fld.is_empty() && rec.is_empty(),
+            "file ends with its terminator"
+        );
+        recs
+    }
+
+    fn cents(s: &str) -> Option<i64> {
+        let t = s.trim();
+        let (neg, t) = t.strip_prefix('-').map_or((false, t), |r| (true, r));
+        let (i, d) = t.split_once('.')?;
+        if d.len() != 2 {
+            return None;
+        }
+        let v = i.parse::<i64>().ok()? * 100 + d.parse::<i64>().ok()?;
+        Some(if neg { -v } else { v })
+    }
+
+    fn parse_date(s: &str) -> Option<NaiveDate> {
+        SALES_DATE_FORMATS
+            .iter()
+            .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
+    }
+
+    fn sales_records(g: &Generated) -> Vec<Vec<String>> {
+        g.files
+            .iter()
+            .filter(|f| f.name.starts_with("sales_"))
+            .flat_map(|f| {
+                let recs = parse_csv(&f.bytes());
+                assert_eq!(recs[0].join(","), SALES_HEADER);
+                recs.into_iter().skip(1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deterministic_for_a_seed() {
+        let a = generate(&params(7), today());
+        let b = generate(&params(7), today());
+        let c = generate(&params(8), today());
+        let bytes = |g: &Generated| {
+            g.files
+                .iter()
+                .map(|f| (f.name.clone(), f.bytes()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bytes(&a), bytes(&b));
+        assert_eq!(a.stats, b.stats);
+        assert_ne!(bytes(&a), bytes(&c));
+    }
+
+    #[test]
+    fn sales_count_and_monthly_files() {
+        let g = generate(&params(42), today());
+        let s = &g.stats["sales"];
+        let dups = s.dirt["duplicate_row"] as usize;
+        let recs = sales_records(&g);
+        assert_eq!(recs.len(), 25_000 + dups);
+        let ids: HashSet<&str> = recs
+            .iter()
+            .map(|r| r[0].trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let empty = s.dirt["empty_key"] as usize;
+        assert!(
+            ids.len() >= 25_000 - empty - 10,
+            "distinct sale ids: {}",
+            ids.len()
+        );
+        let months: Vec<&str> = g
+            .files
+            .iter()
+            .filter(|f| f.name.starts_with("sales_"))
+            .map(|f| f.name.as_str())
+            .collect();
+        assert!(months.len() == 12 || months.len() == 13, "{months:?}");
+        assert!(months
+            .iter()
+            .all(|m| m.len() == "sales_2025-01.csv".len() && m.ends_with(".csv")));
+        // Every dated row lies in the window, up to yesterday, and in its month's file.
+        for f in g.files.iter().filter(|f| f.name.starts_with("sales_")) {
+            for r in parse_csv(&f.bytes())
+                .iter()
+                .skip(1)
+                .filter(|r| r.len() == 8)
+            {
+                if let Some(d) = parse_date(&r[1]) {
+                    assert!(d < today() && d >= today() - chrono::Duration::days(365));
+                    assert_eq!(f.name, format!("sales_{}.csv", d.format("%Y-%m")));
+                }
+            }
+        }
+        assert_eq!(
+            g.files
+                .iter()
+                .find(|f| f.name == "customers.csv")
+                .unwrap()
+                .records
+                .len(),
+            1500 + g.stats["customers"].dirt["duplicate_row"] as usize
+        );
+    }
+
+    #[test]
+    fn clean_amounts_are_quantity_times_price() {
+        let g = generate(&params(42), today());
+        let mut checked = 0;
+        for r in sales_records(&g).iter().filter(|r| r.len() == 8) {
+            let (Ok(q), Some(p), Some(a)) =
+                (r[5].trim().parse::<i64>(), cents(&r[6]), cents(&r[7]))
+            else {
+                continue;
+            };
+            if q <= 0 || a < 0 || parse_date(&r[1]).is_none() || r[3].trim().is_empty() {
+                continue;
+            }
+            assert!((1..=5).contains(&q));
+            assert_eq!(a, q * p, "row {r:?}");
+            let list = PRODUCTS
+                .iter()
+                .find(|x| x.id == r[3].trim().to_uppercase())
+                .expect("known product")
+                .price_cents;
+            assert!(
+                p <= list && p >= list * 80 / 100,
+                "price {p} for list {list}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 22_000, "checked {checked}");
+    }
+
+    #[test]
+    fn every_dirt_kind_appears_at_its_rate() {
+        let g = generate(&params(42), today());
+        let s = &g.stats["sales"].dirt;
+        let rate = |k: &str| s.get(k).copied().unwrap_or(0) as f64 / 25_000.0;
+        assert!((0.02..=0.04).contains(&rate("null_required")), "{s:?}");
+        assert!((0.005..=0.015).contains(&rate("duplicate_row")), "{s:?}");
+        assert!((0.003..=0.008).contains(&rate("negative_amount")), "{s:?}");
+        assert!((0.006..=0.015).contains(&rate("unknown_customer")), "{s:?}");
+        assert!(
+            (0.0004..=0.002).contains(&rate("wrong_field_count")),
+            "{s:?}"
+        );
+        for k in [
+            "whitespace_case",
+            "zero_quantity",
+            "unparseable_date",
+            "empty_key",
+            "missing_amount",
+            "discounted_price",
+        ] {
+            assert!(rate(k) > 0.0, "{k}: {s:?}");
+        }
+        let f = &g.stats["sales"].date_formats;
+        assert!(
+            SALES_DATE_FORMATS
+                .iter()
+                .all(|x| f.get(*x).copied().unwrap_or(0) > 100),
+            "{f:?}"
+        );
+        let c = &g.stats["customers"].dirt;
+        for k in [
+            "null_field",
+            "duplicate_row",
+            "whitespace_case",
+            "quoted_comma",
+            "quoted_newline",
+            "wrong_field_count",
+            "invalid_utf8",
+            "empty_key",
+        ] {
+            assert!(c.get(k).copied().unwrap_or(0) > 0, "customers {k}: {c:?}");
+        }
+        let p = &g.stats["products"].dirt;
+        assert_eq!((p["quoted_comma"], p["quoted_newline"]), (1, 1));
+
+        // The dirt is really in the bytes.
+        let file = |n: &str| g.files.iter().find(|f| f.name == n).unwrap().bytes();
+        assert!(file("customers.csv").starts_with(b"\xEF\xBB\xBF"));
+        assert!(std::str::from_utf8(&file("customers.csv")).is_err());
+        assert!(
+            file("countries.csv")
+                .windows(2)
+                .filter(|w| w == b"\r\n")
+                .count()
+                == COUNTRIES.len() + 1
+        );
+        let products = parse_csv(&file("products.csv"));
+        assert!(products.iter().all(|r| r.len() == 4));
+        assert!(
+            products.iter().any(|r| r[1].contains('\n'))
+                && products.iter().any(|r| r[1].contains(','))
+        );
+        let recs = sales_records(&g);
+        let broken = recs.iter().filter(|r| r.len() != 8).count() as u64;
+        assert_eq!(broken, s["wrong_field_count"] + dup_of_broken(&g));
+        assert!(recs.iter().any(|r| r.len() == 8 && r[7].starts_with('-')));
+    }
+
+    /// Broken rows that were also duplicated (counted once as broken).
+    fn dup_of_broken(g: &Generated) -> u64 {
+        let mut seen = HashSet::new();
+        let mut n = 0;
+        for f in g.files.iter().filter(|f| f.name.starts_with("sales_")) {
+            for r in &f.records {
+                if r.iter().filter(|&&b| b == b',').count() != 7 && !seen.insert(r.clone()) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn only_known_formats_and_weekly_pattern() {
+        let g = generate(&params(1), today());
+        let mut per_weekday = [0u32; 7];
+        for r in sales_records(&g).iter().filter(|r| r.len() == 8) {
+            if let Some(d) = parse_date(&r[1]) {
+                per_weekday[d.weekday().num_days_from_monday() as usize] += 1;
+            }
+        }
+        // Saturdays busier than Sundays.
+        assert!(
+            per_weekday[5] as f64 > 1.5 * per_weekday[6] as f64,
+            "{per_weekday:?}"
+        );
+    }
+
+    #[test]
+    fn writes_atomically_and_skips_existing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli::parse_from([
+            "demo-data",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--customers",
+            "200",
+            "--sales",
+            "2000",
+            "--days",
+            "60",
+        ]);
+        let p = Params {
+            seed: cli.seed,
+            customers: 200,
+            sales: 2000,
+            days: 60,
+        };
+        let g = generate(&p, today());
+        let s = write_initial(dir.path(), &cli, today(), &g).unwrap();
+        assert_eq!(s.initial, "written");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.starts_with(".tmp-")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("sales_")));
+        let s2 = write_initial(dir.path(), &cli, today(), &g).unwrap();
+        assert_eq!(s2.initial, "skipped (already present)");
+        assert!(s2.files.iter().all(|f| !f.written));
+        // Live files get a header and are mended after an interrupted line.
+        let p = prepare_live_file(dir.path(), "sales_live.csv", SALES_HEADER).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"L-1-0,2025-")
+            .unwrap();
+        prepare_live_file(dir.path(), "sales_live.csv", SALES_HEADER).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{SALES_HEADER}\nL-1-0,2025-\n")
+        );
+    }
+
+    #[test]
+    fn cli_accepts_config() {
+        let cli = Cli::parse_from([
+            "demo-data",
+            "--config",
+            "config/etl.toml",
+            "--out",
+            "x",
+            "--follow",
+        ]);
+        assert!(cli.follow && cli.seed == 42 && cli.sales == 25_000 && cli.interval_ms == 3000);
+    }
+}
