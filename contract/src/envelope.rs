@@ -80,24 +80,31 @@ pub struct DeadLetter {
     pub ts_ms: i64,
 }
 
+/// Where a dead letter came from.
+#[derive(Debug, Clone)]
+pub struct DeadLetterOrigin<'a> {
+    pub connector: &'a str,
+    pub name: &'a str,
+    pub entity: Option<&'a str>,
+    /// Position fields (for CSV: file, file_id, line, offset).
+    pub position: serde_json::Value,
+    pub source_key: String,
+}
+
 impl DeadLetter {
     pub fn new(
         reason: impl Into<String>,
-        connector: &str,
-        name: &str,
-        entity: Option<&str>,
-        origin: serde_json::Value,
-        source_key: String,
+        origin: DeadLetterOrigin<'_>,
         raw: &[u8],
         ts_ms: i64,
     ) -> Self {
         DeadLetter {
             reason: reason.into(),
-            connector: connector.to_string(),
-            name: name.to_string(),
-            entity: entity.map(str::to_string),
-            origin,
-            source_key,
+            connector: origin.connector.to_string(),
+            name: origin.name.to_string(),
+            entity: origin.entity.map(str::to_string),
+            origin: origin.position,
+            source_key: origin.source_key,
             raw_base64: base64::engine::general_purpose::STANDARD.encode(raw),
             raw_text: std::str::from_utf8(raw).ok().map(str::to_string),
             ts_ms,
@@ -252,11 +259,13 @@ mod tests {
     fn dead_letter_keeps_bytes() {
         let dl = DeadLetter::new(
             "bad",
-            "csv",
-            "etl",
-            Some("sales"),
-            serde_json::json!({"line": 3}),
-            "csv:x:10".into(),
+            DeadLetterOrigin {
+                connector: "csv",
+                name: "etl",
+                entity: Some("sales"),
+                position: serde_json::json!({"line": 3}),
+                source_key: "csv:x:10".into(),
+            },
             b"\xff\x00a",
             0,
         );

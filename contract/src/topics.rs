@@ -40,13 +40,7 @@ pub fn dead_letter_topic(prefix: &str) -> Result<String, TopicNameError> {
 pub fn topic_pattern(prefix: &str) -> String {
     let escaped: String = prefix
         .chars()
-        .flat_map(|c| {
-            if c == '.' {
-                vec!['\\', '.']
-            } else {
-                vec![c]
-            }
-        })
+        .flat_map(|c| if c == '.' { vec!['\\', '.'] } else { vec![c] })
         .collect();
     format!("^{escaped}\\..+")
 }

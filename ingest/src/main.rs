@@ -13,7 +13,10 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(version, about = "Source agents: capture changes (CSV folder, ...) and publish them to Kafka as change events")]
+#[command(
+    version,
+    about = "Source agents: capture changes (CSV folder, ...) and publish them to Kafka as change events"
+)]
 struct Cli {
     /// Configuration file (TOML); every key can be overridden with ETL_<SECTION>__<KEY>.
     #[arg(long, short, default_value = "config/etl.toml", env = "ETL_CONFIG")]
@@ -64,7 +67,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
-    anyhow::ensure!(!sources.is_empty(), "no source is configured: add an [ingest.csv] section");
+    anyhow::ensure!(
+        !sources.is_empty(),
+        "no source is configured: add an [ingest.csv] section"
+    );
     let metrics = ops::install_metrics()?;
     let liveness = Liveness::default();
     liveness.beat();
@@ -116,7 +122,10 @@ async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Resul
     publisher
         .flush(Duration::from_secs(30))
         .context("flushing the producer at shutdown")?;
-    anyhow::ensure!(!failed, "a source stopped on an error that retrying cannot fix");
+    anyhow::ensure!(
+        !failed,
+        "a source stopped on an error that retrying cannot fix"
+    );
     Ok(())
 }
 
@@ -129,7 +138,8 @@ async fn supervise(source: Arc<dyn Source>, ctx: SourceContext) -> anyhow::Resul
             Ok(()) => return Ok(()),
             Err(e) if e.retryable() && !*ctx.shutdown.borrow() => {
                 warn!(source = source.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting from its checkpoint");
-                metrics::counter!("ingest_source_restarts_total", "source" => source.name()).increment(1);
+                metrics::counter!("ingest_source_restarts_total", "source" => source.name())
+                    .increment(1);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
             }

@@ -39,7 +39,10 @@ pub async fn serve(
                 let age = liveness.age_ms();
                 async move {
                     if age < 30_000 {
-                        (StatusCode::OK, format!("{{\"status\":\"ok\",\"last_beat_ms_ago\":{age}}}"))
+                        (
+                            StatusCode::OK,
+                            format!("{{\"status\":\"ok\",\"last_beat_ms_ago\":{age}}}"),
+                        )
                     } else {
                         (
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -50,9 +53,11 @@ pub async fn serve(
             }),
         )
         .route("/metrics", get(move || async move { metrics.render() }));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for /health and /metrics: {e} (change ingest.metrics_addr)"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for /health and /metrics: {e} (change ingest.metrics_addr)"
+        )
+    })?;
     axum::serve(listener, app).await?;
     Ok(())
 }

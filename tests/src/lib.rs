@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn pg_admin_url() -> String {
-    std::env::var("ETL_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("ETL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn kafka_brokers() -> String {
@@ -26,14 +27,20 @@ pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("ETL_BIN_DIR") {
         return d.into();
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/etl-platform/target")
-    });
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/etl-platform/target")
+        });
     target.join("release")
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
@@ -67,7 +74,10 @@ impl Scratch {
         fs::create_dir_all(&watch_dir)?;
         let db = format!("t_{id}");
         let admin = connect(&pg_admin_url()).await?;
-        admin.batch_execute(&format!("CREATE DATABASE {db}")).await.context("creating the scratch database")?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .context("creating the scratch database")?;
         let mut cfg: tokio_postgres::Config = pg_admin_url().parse()?;
         cfg.dbname(&db);
         let db_url = format!(
@@ -99,10 +109,22 @@ impl Scratch {
             ("ETL_WAREHOUSE__URL".to_string(), self.db_url.clone()),
             ("ETL_KAFKA__BROKERS".into(), kafka_brokers()),
             ("ETL_KAFKA__TOPIC_PREFIX".into(), self.prefix.clone()),
-            ("ETL_INGEST__CSV__WATCH_DIR".into(), self.watch_dir.display().to_string()),
-            ("ETL_INGEST__CHECKPOINT_DIR".into(), self.dir.join("checkpoints").display().to_string()),
-            ("ETL_INGEST__METRICS_ADDR".into(), format!("127.0.0.1:{}", self.ingest_port)),
-            ("ETL_TRANSFORM__METRICS_ADDR".into(), format!("127.0.0.1:{}", self.transform_port)),
+            (
+                "ETL_INGEST__CSV__WATCH_DIR".into(),
+                self.watch_dir.display().to_string(),
+            ),
+            (
+                "ETL_INGEST__CHECKPOINT_DIR".into(),
+                self.dir.join("checkpoints").display().to_string(),
+            ),
+            (
+                "ETL_INGEST__METRICS_ADDR".into(),
+                format!("127.0.0.1:{}", self.ingest_port),
+            ),
+            (
+                "ETL_TRANSFORM__METRICS_ADDR".into(),
+                format!("127.0.0.1:{}", self.transform_port),
+            ),
             ("ETL_TRANSFORM__GROUP_ID".into(), format!("g{}", self.id)),
             ("NO_COLOR".into(), "1".into()),
         ];
@@ -116,7 +138,10 @@ impl Scratch {
         if !bin.exists() {
             bail!("{} is missing: build with `cargo build --release --workspace` (or set ETL_BIN_DIR)", bin.display());
         }
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{service}.log")))?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{service}.log")))?;
         let child = Command::new(&bin)
             .arg("--config")
             .arg(&self.config)
@@ -127,7 +152,10 @@ impl Scratch {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(Service { child: Some(child), name: service.to_string() })
+        Ok(Service {
+            child: Some(child),
+            name: service.to_string(),
+        })
     }
 
     pub async fn db(&self) -> Result<tokio_postgres::Client> {
@@ -153,7 +181,9 @@ impl Scratch {
 
     pub async fn cleanup(self) {
         if let Ok(admin) = connect(&pg_admin_url()).await {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db)).await;
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db))
+                .await;
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -239,7 +269,10 @@ pub async fn count(db: &tokio_postgres::Client, sql: &str) -> Result<i64> {
 
 /// Records of a topic from the beginning: (key, value). Reads until at least `expected`
 /// records arrived and then one more quiet second (to catch extra copies), or 60 s.
-pub fn read_topic(topic: &str, expected: usize) -> Result<Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+/// A Kafka record: key and value.
+pub type Record = (Option<Vec<u8>>, Vec<u8>);
+
+pub fn read_topic(topic: &str, expected: usize) -> Result<Vec<Record>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("group.id", format!("reader-{}", rand::random::<u32>()))
@@ -262,7 +295,10 @@ pub fn read_topic(topic: &str, expected: usize) -> Result<Vec<(Option<Vec<u8>>, 
         }
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
-            out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec()));
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
             last = Instant::now();
         }
     }

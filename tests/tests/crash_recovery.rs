@@ -15,7 +15,10 @@ const APPENDS_PER_FILE: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result<()> {
     let s = Scratch::new("crash", None).await?;
-    let seed: u64 = std::env::var("ETL_TEST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("ETL_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
     println!("seed {seed} (set ETL_TEST_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
 
@@ -54,7 +57,11 @@ async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result
                         qty * price % 100
                     ));
                 }
-                let cut = if rng.random_bool(0.3) { rng.random_range(1..chunk.len()) } else { chunk.len() };
+                let cut = if rng.random_bool(0.3) {
+                    rng.random_range(1..chunk.len())
+                } else {
+                    chunk.len()
+                };
                 f.write_all(&chunk.as_bytes()[..cut])?;
                 f.flush()?;
                 if cut < chunk.len() {
@@ -78,7 +85,10 @@ async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result
         if which != 0 {
             transform.kill9();
         }
-        println!("round {round}: killed {}", ["ingest", "transform", "ingest and transform"][which]);
+        println!(
+            "round {round}: killed {}",
+            ["ingest", "transform", "ingest and transform"][which]
+        );
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
         if which != 1 {
             ingest = s.start("ingest")?;
@@ -90,20 +100,40 @@ async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result
     let total_cents = writer.join().expect("writer thread")?;
 
     let db = s.db().await?;
-    wait_for(Duration::from_secs(300), "all 100k rows in silver", || async {
-        Ok((count(&db, "SELECT count(*) FROM silver.sales").await? >= ROWS as i64).then_some(()))
-    })
+    wait_for(
+        Duration::from_secs(300),
+        "all 100k rows in silver",
+        || async {
+            Ok(
+                (count(&db, "SELECT count(*) FROM silver.sales").await? >= ROWS as i64)
+                    .then_some(()),
+            )
+        },
+    )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}\ningest log:\n{}\ntransform log:\n{}", s.log("ingest"), s.log("transform")))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\ningest log:\n{}\ntransform log:\n{}",
+            s.log("ingest"),
+            s.log("transform")
+        )
+    })?;
     // Let anything still in flight land, so that a duplicate would show.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let topic = s.topic("sales");
-    let bronze = count(&db, &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'")).await?;
+    let bronze = count(
+        &db,
+        &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'"),
+    )
+    .await?;
     let distinct = count(&db, &format!("SELECT count(DISTINCT payload->'after'->>'sale_id') FROM bronze.events WHERE topic = '{topic}'")).await?;
     let silver = count(&db, "SELECT count(*) FROM silver.sales").await?;
     let orders = count(&db, "SELECT orders FROM gold.kpi_overview").await?;
-    let revenue: String = db.query_one("SELECT revenue::text FROM gold.kpi_overview", &[]).await?.get(0);
+    let revenue: String = db
+        .query_one("SELECT revenue::text FROM gold.kpi_overview", &[])
+        .await?
+        .get(0);
     let quarantined = count(&db, "SELECT count(*) FROM silver.quarantine").await?;
     let dead = count(&db, "SELECT count(*) FROM bronze.dead_letters").await?;
     let published = read_topic(&topic, ROWS)?.len();
@@ -112,8 +142,16 @@ async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result
     assert_eq!(distinct, ROWS as i64, "bronze holds every source row");
     assert_eq!(silver, ROWS as i64, "silver holds every row once");
     assert_eq!(orders, ROWS as i64, "gold counts every order once");
-    assert_eq!(revenue, format!("{}.{:02}", total_cents / 100, total_cents % 100), "gold revenue");
-    assert_eq!((quarantined, dead), (0, 0), "no row was mangled into a bad one");
+    assert_eq!(
+        revenue,
+        format!("{}.{:02}", total_cents / 100, total_cents % 100),
+        "gold revenue"
+    );
+    assert_eq!(
+        (quarantined, dead),
+        (0, 0),
+        "no row was mangled into a bad one"
+    );
     let offsets_ok = count(
         &db,
         &format!("SELECT count(*) FROM pipeline.consumer_offsets WHERE topic = '{topic}' AND next_offset > 0"),

@@ -83,30 +83,80 @@ async fn a_foreign_dataset_is_modelled_by_configuration_alone() -> Result<()> {
             .as_bytes(),
     )?;
     let db = s.db().await?;
-    wait_for(Duration::from_secs(60), "orders and clients in silver", || async {
-        let n = count(&db, "SELECT count(*) FROM silver.sales").await?;
-        let q = count(&db, "SELECT count(*) FROM silver.quarantine").await?;
-        let c = count(&db, "SELECT count(*) FROM silver.customers").await?;
-        Ok((n == 2 && q == 1 && c == 2).then_some(()))
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "orders and clients in silver",
+        || async {
+            let n = count(&db, "SELECT count(*) FROM silver.sales").await?;
+            let q = count(&db, "SELECT count(*) FROM silver.quarantine").await?;
+            let c = count(&db, "SELECT count(*) FROM silver.customers").await?;
+            Ok((n == 2 && q == 1 && c == 2).then_some(()))
+        },
+    )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}\ningest:\n{}\ntransform:\n{}", s.log("ingest"), s.log("transform")))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\ningest:\n{}\ntransform:\n{}",
+            s.log("ingest"),
+            s.log("transform")
+        )
+    })?;
 
-    let r = db.query_one("SELECT revenue::text, orders, customers FROM gold.kpi_overview", &[]).await?;
-    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)), ("2479.00".to_string(), 2, 2));
+    let r = db
+        .query_one(
+            "SELECT revenue::text, orders, customers FROM gold.kpi_overview",
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (
+            r.get::<_, String>(0),
+            r.get::<_, i64>(1),
+            r.get::<_, i64>(2)
+        ),
+        ("2479.00".to_string(), 2, 2)
+    );
     let by_country: BTreeMap<String, String> = db
-        .query("SELECT country, revenue::text FROM gold.revenue_by_country", &[])
+        .query(
+            "SELECT country, revenue::text FROM gold.revenue_by_country",
+            &[],
+        )
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(by_country.get("Deutschland").map(String::as_str), Some("2469.00"));
+    assert_eq!(
+        by_country.get("Deutschland").map(String::as_str),
+        Some("2469.00")
+    );
     assert_eq!(by_country.get("France").map(String::as_str), Some("10.00"));
-    let r = db.query_one("SELECT full_name, signup_date::text FROM silver.customers WHERE customer_id = 'K2'", &[]).await?;
-    assert_eq!((r.get::<_, String>(0), r.get::<_, String>(1)), ("Dupont; Fils".to_string(), "2023-06-15".to_string()));
-    let reason: String = db.query_one("SELECT reason FROM silver.quarantine", &[]).await?.get(0);
-    assert!(reason.contains("\"2024-03-07\" matches none of the date formats"), "{reason}");
-    let topics = count(&db, &format!("SELECT count(DISTINCT topic) FROM bronze.events WHERE topic IN ('{}', '{}')", s.topic("clients"), s.topic("orders"))).await?;
+    let r = db
+        .query_one(
+            "SELECT full_name, signup_date::text FROM silver.customers WHERE customer_id = 'K2'",
+            &[],
+        )
+        .await?;
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, String>(1)),
+        ("Dupont; Fils".to_string(), "2023-06-15".to_string())
+    );
+    let reason: String = db
+        .query_one("SELECT reason FROM silver.quarantine", &[])
+        .await?
+        .get(0);
+    assert!(
+        reason.contains("\"2024-03-07\" matches none of the date formats"),
+        "{reason}"
+    );
+    let topics = count(
+        &db,
+        &format!(
+            "SELECT count(DISTINCT topic) FROM bronze.events WHERE topic IN ('{}', '{}')",
+            s.topic("clients"),
+            s.topic("orders")
+        ),
+    )
+    .await?;
     assert_eq!(topics, 2, "topics are named after the configured entities");
 
     ingest.stop()?;

@@ -51,7 +51,10 @@ pub async fn prepare_session(client: &Client) -> Result<(), DbError> {
 
 /// Loads the rows; returns, for each row, its new `event_id`, or `None` when the event was
 /// already in bronze (or earlier in this batch).
-pub async fn load(tx: &Transaction<'_>, rows: &[BronzeRow<'_>]) -> Result<Vec<Option<i64>>, DbError> {
+pub async fn load(
+    tx: &Transaction<'_>,
+    rows: &[BronzeRow<'_>],
+) -> Result<Vec<Option<i64>>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -114,7 +117,12 @@ pub async fn load(tx: &Transaction<'_>, rows: &[BronzeRow<'_>]) -> Result<Vec<Op
         .map_err(DbError::query("inserting into bronze.events"))?;
     let mut ids: HashMap<(String, String), i64> = inserted
         .iter()
-        .map(|r| ((r.get::<_, String>(1), r.get::<_, String>(2)), r.get::<_, i64>(0)))
+        .map(|r| {
+            (
+                (r.get::<_, String>(1), r.get::<_, String>(2)),
+                r.get::<_, i64>(0),
+            )
+        })
         .collect();
     tx.execute("DELETE FROM stage_bronze", &[])
         .await

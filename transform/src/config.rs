@@ -117,16 +117,24 @@ impl Settings {
             let model = crate::silver::model(name).ok_or_else(|| {
                 format!(
                     "transform.silver.{name}: no such silver model (known: {})",
-                    crate::silver::MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+                    crate::silver::MODELS
+                        .iter()
+                        .map(|m| m.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })?;
             for field in m.columns.keys() {
                 if !model.fields.iter().any(|f| f.name == field) {
-                    return Err(format!("transform.silver.{name}.columns: model has no field {field:?}"));
+                    return Err(format!(
+                        "transform.silver.{name}.columns: model has no field {field:?}"
+                    ));
                 }
             }
             if !matches!(m.decimal_separator, '.' | ',') {
-                return Err(format!("transform.silver.{name}.decimal_separator must be '.' or ','"));
+                return Err(format!(
+                    "transform.silver.{name}.decimal_separator must be '.' or ','"
+                ));
             }
         }
         if self.mode == Mode::Production {
@@ -135,8 +143,14 @@ impl Settings {
                 .url
                 .parse()
                 .map_err(|e| format!("warehouse.url is not a valid PostgreSQL URL: {e}"))?;
-            let pw = cfg.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
-            if pw.as_deref().map(|p| DEFAULT_PASSWORDS.contains(&p)).unwrap_or(true) {
+            let pw = cfg
+                .get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            if pw
+                .as_deref()
+                .map(|p| DEFAULT_PASSWORDS.contains(&p))
+                .unwrap_or(true)
+            {
                 return Err("production mode: warehouse.url has no password or a default one; set ETL_WAREHOUSE__URL with a real secret".into());
             }
         }

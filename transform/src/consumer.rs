@@ -28,18 +28,30 @@ impl ClientContext for PgOffsets {}
 
 impl PgOffsets {
     fn stored(&self, tpl: &TopicPartitionList) -> Result<Vec<(String, i32, i64)>, DbError> {
-        let topics: Vec<String> = tpl.elements().iter().map(|e| e.topic().to_string()).collect();
+        let topics: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_string())
+            .collect();
         let rows = self.handle.block_on(self.client.query(
             "SELECT topic, partition, next_offset FROM pipeline.consumer_offsets WHERE group_id = $1 AND topic = ANY($2)",
             &[&self.group, &topics],
         ))
         .map_err(DbError::query("reading pipeline.consumer_offsets"))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 }
 
 impl ConsumerContext for PgOffsets {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let stored = loop {
@@ -51,7 +63,11 @@ impl ConsumerContext for PgOffsets {
                         }
                     }
                 };
-                let elems: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let elems: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
                 for (topic, partition) in &elems {
                     let offset = stored
                         .iter()
@@ -90,7 +106,13 @@ pub fn start(
     max_records: usize,
     max_wait: Duration,
     stop: Arc<AtomicBool>,
-) -> Result<(mpsc::Receiver<Vec<OwnedMessage>>, std::thread::JoinHandle<()>), KafkaError> {
+) -> Result<
+    (
+        mpsc::Receiver<Vec<OwnedMessage>>,
+        std::thread::JoinHandle<()>,
+    ),
+    KafkaError,
+> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &kafka.brokers);
     for (k, v) in &kafka.client {
@@ -150,7 +172,9 @@ pub fn start(
 pub fn next_offsets(batch: &[OwnedMessage]) -> Vec<(String, i32, i64)> {
     let mut m: std::collections::BTreeMap<(String, i32), i64> = Default::default();
     for msg in batch {
-        let e = m.entry((msg.topic().to_string(), msg.partition())).or_insert(0);
+        let e = m
+            .entry((msg.topic().to_string(), msg.partition()))
+            .or_insert(0);
         *e = (*e).max(msg.offset() + 1);
     }
     m.into_iter().map(|((t, p), o)| (t, p, o)).collect()

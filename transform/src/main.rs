@@ -15,7 +15,10 @@ use transform::silver::Mapping;
 use transform::{bronze, consumer, migrate, silver, sql};
 
 #[derive(Parser)]
-#[command(version, about = "Consumes change events from Kafka and builds the warehouse's bronze, silver and gold layers in PostgreSQL")]
+#[command(
+    version,
+    about = "Consumes change events from Kafka and builds the warehouse's bronze, silver and gold layers in PostgreSQL"
+)]
 struct Cli {
     /// Configuration file (TOML); every key can be overridden with ETL_<SECTION>__<KEY>.
     #[arg(long, short, default_value = "config/etl.toml", env = "ETL_CONFIG")]
@@ -33,7 +36,8 @@ enum Command {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
     let b = tracing_subscriber::fmt().with_env_filter(filter);
     if std::env::var("ETL_LOG_FORMAT").as_deref() == Ok("json") {
         b.json().init();
@@ -92,7 +96,11 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
     let mut models = HashMap::new();
     for (name, m) in &settings.transform.silver {
         let mapping = Mapping::new(name, m).context("validated silver model")?;
-        let topic = etl_contract::data_topic(&settings.kafka.topic_prefix, &m.source, m.entity.as_deref().unwrap_or(name))?;
+        let topic = etl_contract::data_topic(
+            &settings.kafka.topic_prefix,
+            &m.source,
+            m.entity.as_deref().unwrap_or(name),
+        )?;
         models.insert(topic, mapping);
     }
     let router = Router {
@@ -172,7 +180,13 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         totals.silver.upserts += stats.silver.upserts;
         totals.silver.deletes += stats.silver.deletes;
         totals.silver.quarantined += stats.silver.quarantined;
-        tracing::debug!(records = stats.records, bronze = stats.bronze_inserted, duplicates = stats.bronze_duplicates, ms = started.elapsed().as_millis() as u64, "batch committed");
+        tracing::debug!(
+            records = stats.records,
+            bronze = stats.bronze_inserted,
+            duplicates = stats.bronze_duplicates,
+            ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         if last_beat.elapsed() > Duration::from_secs(5) {
             last_beat = Instant::now();
             heartbeat(&client, run_id, &totals, false).await;
@@ -203,7 +217,8 @@ async fn heartbeat(client: &tokio_postgres::Client, run_id: i64, t: &BatchStats,
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

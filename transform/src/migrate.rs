@@ -8,9 +8,21 @@ use tracing::info;
 
 /// (version, name, SQL), in order.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "pipeline", include_str!("../../migrations/0001_pipeline.sql")),
-    (2, "bronze", include_str!("../../migrations/0002_bronze.sql")),
-    (3, "silver", include_str!("../../migrations/0003_silver.sql")),
+    (
+        1,
+        "pipeline",
+        include_str!("../../migrations/0001_pipeline.sql"),
+    ),
+    (
+        2,
+        "bronze",
+        include_str!("../../migrations/0002_bronze.sql"),
+    ),
+    (
+        3,
+        "silver",
+        include_str!("../../migrations/0003_silver.sql"),
+    ),
     (4, "gold", include_str!("../../migrations/0004_gold.sql")),
 ];
 
@@ -64,7 +76,10 @@ async fn apply(client: &mut Client) -> Result<usize, MigrateError> {
         .await
         .map_err(DbError::query("creating pipeline.schema_migrations"))?;
     let rows = client
-        .query("SELECT version, name, checksum FROM pipeline.schema_migrations", &[])
+        .query(
+            "SELECT version, name, checksum FROM pipeline.schema_migrations",
+            &[],
+        )
         .await
         .map_err(DbError::query("reading pipeline.schema_migrations"))?;
     let mut applied = 0;
@@ -86,9 +101,9 @@ async fn apply(client: &mut Client) -> Result<usize, MigrateError> {
             .transaction()
             .await
             .map_err(DbError::query("starting a migration"))?;
-        tx.batch_execute(sql)
-            .await
-            .map_err(DbError::query(format!("applying migration {version} ({name})")))?;
+        tx.batch_execute(sql).await.map_err(DbError::query(format!(
+            "applying migration {version} ({name})"
+        )))?;
         tx.execute(
             "INSERT INTO pipeline.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
             &[&version, &name, &sum],

@@ -16,7 +16,8 @@ pub struct Health {
 
 impl Health {
     pub fn ok(&self) {
-        self.last_ok_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.last_ok_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         self.failing.store(false, Ordering::Relaxed);
     }
     pub fn failing(&self) {
@@ -25,8 +26,16 @@ impl Health {
     fn report(&self) -> (StatusCode, String) {
         let age = chrono::Utc::now().timestamp_millis() - self.last_ok_ms.load(Ordering::Relaxed);
         let failing = self.failing.load(Ordering::Relaxed);
-        let status = if failing || age > 30_000 { "unhealthy" } else { "ok" };
-        let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status = if failing || age > 30_000 {
+            "unhealthy"
+        } else {
+            "ok"
+        };
+        let code = if status == "ok" {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         (code, format!("{{\"status\":\"{status}\",\"warehouse_failing\":{failing},\"last_ok_ms_ago\":{age}}}"))
     }
 }
@@ -35,13 +44,19 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)
 }
 
-pub async fn serve(addr: SocketAddr, metrics: PrometheusHandle, health: Health) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: PrometheusHandle,
+    health: Health,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/health", get(move || async move { health.report() }))
         .route("/metrics", get(move || async move { metrics.render() }));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for /health and /metrics: {e} (change transform.metrics_addr)"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for /health and /metrics: {e} (change transform.metrics_addr)"
+        )
+    })?;
     axum::serve(listener, app).await?;
     Ok(())
 }

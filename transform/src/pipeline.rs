@@ -38,7 +38,9 @@ fn kafka_key(m: &OwnedMessage) -> Option<String> {
     let k = m.key()?;
     match serde_json::from_slice::<&RawValue>(k) {
         Ok(_) => Some(String::from_utf8_lossy(k).into_owned()),
-        Err(_) => Some(serde_json::Value::String(String::from_utf8_lossy(k).into_owned()).to_string()),
+        Err(_) => {
+            Some(serde_json::Value::String(String::from_utf8_lossy(k).into_owned()).to_string())
+        }
     }
 }
 
@@ -50,7 +52,11 @@ fn kafka_origin(m: &OwnedMessage) -> (String, serde_json::Value) {
 }
 
 /// Applies a batch in one transaction.
-pub async fn process_batch(client: &mut Client, router: &Router, batch: &[OwnedMessage]) -> Result<BatchStats, DbError> {
+pub async fn process_batch(
+    client: &mut Client,
+    router: &Router,
+    batch: &[OwnedMessage],
+) -> Result<BatchStats, DbError> {
     let mut stats = BatchStats {
         records: batch.len() as u64,
         ..Default::default()
@@ -136,7 +142,10 @@ pub async fn process_batch(client: &mut Client, router: &Router, batch: &[OwnedM
         }
     }
 
-    let tx = client.transaction().await.map_err(DbError::query("starting a batch transaction"))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting a batch transaction"))?;
     let ids = bronze::load(&tx, &rows).await?;
     stats.bronze_inserted = ids.iter().filter(|i| i.is_some()).count() as u64;
     stats.bronze_duplicates = rows.len() as u64 - stats.bronze_inserted;
@@ -165,9 +174,12 @@ pub async fn process_batch(client: &mut Client, router: &Router, batch: &[OwnedM
         stats.silver.upserts += s.upserts;
         stats.silver.deletes += s.deletes;
         stats.silver.quarantined += s.quarantined;
-        metrics::counter!("transform_silver_upserts_total", "model" => mapping.model.name).increment(s.upserts);
-        metrics::counter!("transform_silver_deletes_total", "model" => mapping.model.name).increment(s.deletes);
-        metrics::counter!("transform_silver_quarantined_total", "model" => mapping.model.name).increment(s.quarantined);
+        metrics::counter!("transform_silver_upserts_total", "model" => mapping.model.name)
+            .increment(s.upserts);
+        metrics::counter!("transform_silver_deletes_total", "model" => mapping.model.name)
+            .increment(s.deletes);
+        metrics::counter!("transform_silver_quarantined_total", "model" => mapping.model.name)
+            .increment(s.quarantined);
     }
 
     let offsets = crate::consumer::next_offsets(batch);
@@ -183,6 +195,8 @@ pub async fn process_batch(client: &mut Client, router: &Router, batch: &[OwnedM
     )
     .await
     .map_err(DbError::query("storing consumer offsets"))?;
-    tx.commit().await.map_err(DbError::query("committing a batch"))?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("committing a batch"))?;
     Ok(stats)
 }

@@ -83,6 +83,9 @@ impl Field {
     }
 }
 
+/// Computes a model's derived fields from the parsed ones, or says why it cannot.
+pub type Derive = fn(&mut [Value]) -> Result<(), String>;
+
 /// A silver model: table, single-column key (the first field) and fields.
 pub struct Model {
     pub name: &'static str,
@@ -90,7 +93,7 @@ pub struct Model {
     pub key: &'static str,
     pub fields: &'static [Field],
     /// Computes derived fields after parsing (e.g. a sale's amount).
-    pub derive: Option<fn(&mut [Value]) -> Result<(), String>>,
+    pub derive: Option<Derive>,
 }
 
 pub const MODELS: &[Model] = &[
@@ -188,7 +191,7 @@ impl Mapping {
         })
     }
 
-    fn raw<'a>(image: &'a serde_json::Map<String, serde_json::Value>, col: &str) -> Option<String> {
+    fn raw(image: &serde_json::Map<String, serde_json::Value>, col: &str) -> Option<String> {
         match image.get(col)? {
             serde_json::Value::Null => None,
             serde_json::Value::String(s) => {
@@ -226,7 +229,10 @@ impl Mapping {
 
     /// Parses and validates an after image into the model's values, or every reason it
     /// cannot be.
-    pub fn parse(&self, image: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<Value>, String> {
+    pub fn parse(
+        &self,
+        image: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<Value>, String> {
         let mut values = Vec::with_capacity(self.model.fields.len());
         let mut errors = Vec::new();
         for (field, col) in self.model.fields.iter().zip(&self.columns) {
@@ -243,12 +249,19 @@ impl Mapping {
                         let n = s
                             .parse::<i64>()
                             .ok()
-                            .or_else(|| self.parse_decimal(&s).filter(|d| d.fract().is_zero()).and_then(|d| d.to_string().parse::<i64>().ok()))
+                            .or_else(|| {
+                                self.parse_decimal(&s)
+                                    .filter(|d| d.fract().is_zero())
+                                    .and_then(|d| d.to_string().parse::<i64>().ok())
+                            })
                             .and_then(|n| i32::try_from(n).ok());
                         match n {
                             Some(n) => Value::Int(n),
                             None => {
-                                errors.push(format!("{} {s:?} is not a whole number (column {col:?})", field.name));
+                                errors.push(format!(
+                                    "{} {s:?} is not a whole number (column {col:?})",
+                                    field.name
+                                ));
                                 Value::Null
                             }
                         }
@@ -256,7 +269,10 @@ impl Mapping {
                     FieldType::Decimal => match self.parse_decimal(&s) {
                         Some(d) => Value::Decimal(d),
                         None => {
-                            errors.push(format!("{} {s:?} is not a number (column {col:?})", field.name));
+                            errors.push(format!(
+                                "{} {s:?} is not a number (column {col:?})",
+                                field.name
+                            ));
                             Value::Null
                         }
                     },
@@ -281,8 +297,16 @@ impl Mapping {
                     _ => false,
                 };
                 if bad {
-                    let what = if check == Check::Positive { "must be positive" } else { "is negative" };
-                    errors.push(format!("{} {what} ({:?})", field.name, Self::raw(image, col).unwrap_or_default()));
+                    let what = if check == Check::Positive {
+                        "must be positive"
+                    } else {
+                        "is negative"
+                    };
+                    errors.push(format!(
+                        "{} {what} ({:?})",
+                        field.name,
+                        Self::raw(image, col).unwrap_or_default()
+                    ));
                 }
             }
             values.push(v);
@@ -338,11 +362,19 @@ pub async fn apply(
     let mut order: Vec<String> = Vec::new();
     let mut rejected: Vec<(&SilverEvent, String, &str)> = Vec::new();
     for ev in events {
-        let image_raw = if ev.op == Op::Delete { ev.before } else { ev.after };
+        let image_raw = if ev.op == Op::Delete {
+            ev.before
+        } else {
+            ev.after
+        };
         let image: Option<serde_json::Map<String, serde_json::Value>> =
             image_raw.and_then(|r| serde_json::from_str(r.get()).ok());
         let Some(image) = image else {
-            rejected.push((ev, "the change event's row image is not a JSON object".into(), image_raw.map(|r| r.get()).unwrap_or("null")));
+            rejected.push((
+                ev,
+                "the change event's row image is not a JSON object".into(),
+                image_raw.map(|r| r.get()).unwrap_or("null"),
+            ));
             continue;
         };
         let raw_text = image_raw.map(|r| r.get()).unwrap_or("null");
@@ -354,7 +386,11 @@ pub async fn apply(
                     }
                     finals.insert(k, Final::Delete);
                 }
-                None => rejected.push((ev, format!("delete without a {} in its before image", model.key), raw_text)),
+                None => rejected.push((
+                    ev,
+                    format!("delete without a {} in its before image", model.key),
+                    raw_text,
+                )),
             }
             continue;
         }
@@ -379,7 +415,11 @@ pub async fn apply(
     let mut types: Vec<Type> = model.fields.iter().map(Field::pg_type).collect();
     types.extend([Type::INT8, Type::JSONB]);
     let sink = tx
-        .copy_in(&format!("COPY {} ({}) FROM STDIN (FORMAT binary)", model.stage(), model.columns()))
+        .copy_in(&format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            model.stage(),
+            model.columns()
+        ))
         .await
         .map_err(DbError::query(format!("staging {}", model.table)))?;
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -389,8 +429,10 @@ pub async fn apply(
             Final::Delete => deletes.push(k.clone()),
             Final::Upsert(values, ev) => {
                 let source = RawJson(ev.source.get());
-                let mut row: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                    values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                let mut row: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
                 row.push(&ev.event_id);
                 row.push(&source);
                 writer
@@ -429,7 +471,10 @@ pub async fn apply(
     }
     if !deletes.is_empty() {
         stats.deletes = tx
-            .execute(&format!("DELETE FROM {} WHERE {} = ANY($1)", model.table, model.key), &[&deletes])
+            .execute(
+                &format!("DELETE FROM {} WHERE {} = ANY($1)", model.table, model.key),
+                &[&deletes],
+            )
             .await
             .map_err(DbError::query(format!("deleting from {}", model.table)))?;
     }
@@ -440,17 +485,36 @@ pub async fn apply(
             .map_err(DbError::query("staging quarantined rows"))?;
         let writer = BinaryCopyInWriter::new(
             sink,
-            &[Type::TEXT, Type::INT8, Type::TEXT, Type::TEXT, Type::JSONB, Type::JSONB, Type::TEXT],
+            &[
+                Type::TEXT,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::JSONB,
+                Type::JSONB,
+                Type::TEXT,
+            ],
         );
         pin_mut!(writer);
         for (ev, reason, record) in &rejected {
             writer
                 .as_mut()
-                .write(&[&model.name, &ev.event_id, &ev.topic, &ev.source_key, &RawJson(ev.source.get()), &RawJson(record), reason])
+                .write(&[
+                    &model.name,
+                    &ev.event_id,
+                    &ev.topic,
+                    &ev.source_key,
+                    &RawJson(ev.source.get()),
+                    &RawJson(record),
+                    reason,
+                ])
                 .await
                 .map_err(DbError::query("staging quarantined rows"))?;
         }
-        writer.finish().await.map_err(DbError::query("staging quarantined rows"))?;
+        writer
+            .finish()
+            .await
+            .map_err(DbError::query("staging quarantined rows"))?;
         stats.quarantined = tx
             .execute(
                 "INSERT INTO silver.quarantine (model, bronze_event_id, topic, source_key, source, record, reason)
@@ -480,7 +544,10 @@ mod tests {
         let settings = SilverModelSettings {
             source: "csv".into(),
             entity: None,
-            columns: cols.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            columns: cols
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             date_formats: vec!["%Y-%m-%d".into(), "%d/%m/%Y".into()],
             decimal_separator: dec,
         };
@@ -493,13 +560,22 @@ mod tests {
 
     #[test]
     fn sales_are_typed_cleaned_and_derived() {
-        let m = mapping("sales", &[("sale_date", "Date"), ("unit_price", "Price")], ',');
+        let m = mapping(
+            "sales",
+            &[("sale_date", "Date"), ("unit_price", "Price")],
+            ',',
+        );
         let v = m
-            .parse(&obj(serde_json::json!({"sale_id":" s-1 ","Date":"05/03/2024","customer_id":"c1",
-                "product_id":"p1","quantity":"2","Price":"1.234,50 €"})))
+            .parse(&obj(
+                serde_json::json!({"sale_id":" s-1 ","Date":"05/03/2024","customer_id":"c1",
+                "product_id":"p1","quantity":"2","Price":"1.234,50 €"}),
+            ))
             .unwrap();
         assert_eq!(v[0], Value::Text("S-1".into()));
-        assert_eq!(v[1], Value::Date(NaiveDate::from_ymd_opt(2024, 3, 5).unwrap()));
+        assert_eq!(
+            v[1],
+            Value::Date(NaiveDate::from_ymd_opt(2024, 3, 5).unwrap())
+        );
         assert_eq!(v[6], Value::Decimal(Decimal::from_str("1234.50").unwrap()));
         assert_eq!(v[7], Value::Decimal(Decimal::from_str("2469.00").unwrap()));
     }
@@ -508,10 +584,15 @@ mod tests {
     fn bad_rows_list_every_reason() {
         let m = mapping("sales", &[], '.');
         let err = m
-            .parse(&obj(serde_json::json!({"sale_id":"s1","sale_date":"31/31/2024","customer_id":"",
-                "product_id":"p","quantity":"-1","amount":"-5"})))
+            .parse(&obj(
+                serde_json::json!({"sale_id":"s1","sale_date":"31/31/2024","customer_id":"",
+                "product_id":"p","quantity":"-1","amount":"-5"}),
+            ))
             .unwrap_err();
-        assert!(err.contains("sale_date \"31/31/2024\" matches none"), "{err}");
+        assert!(
+            err.contains("sale_date \"31/31/2024\" matches none"),
+            "{err}"
+        );
         assert!(err.contains("missing customer_id"), "{err}");
         assert!(err.contains("quantity must be positive"), "{err}");
         assert!(err.contains("amount is negative"), "{err}");
@@ -519,7 +600,10 @@ mod tests {
 
     #[test]
     fn text_cleaning() {
-        assert_eq!(clean_text("  united   STATES ", Clean::Title), "United States");
+        assert_eq!(
+            clean_text("  united   STATES ", Clean::Title),
+            "United States"
+        );
         assert_eq!(clean_text(" A@B.Com ", Clean::Lower), "a@b.com");
         assert_eq!(clean_text("guinea-bissau", Clean::Title), "Guinea-Bissau");
     }

@@ -17,7 +17,7 @@ use crate::config::{CsvEntity, CsvSettings};
 use crate::publisher::Batch;
 use etl_contract::{
     csv_source_key, data_topic, dead_letter_topic, CsvSource as CsvPosition, DeadLetter,
-    Envelope, Op, CONTRACT_VERSION,
+    DeadLetterOrigin, Envelope, Op, CONTRACT_VERSION,
 };
 use futures::future::BoxFuture;
 use records::{Item, Splitter};
@@ -129,7 +129,10 @@ impl CsvSource {
         let mut patterns = Vec::new();
         for e in &settings.entities {
             let p = glob::Pattern::new(&e.pattern).map_err(|err| {
-                SourceError::Config(format!("entity {}: bad pattern {:?}: {err}", e.name, e.pattern))
+                SourceError::Config(format!(
+                    "entity {}: bad pattern {:?}: {err}",
+                    e.name, e.pattern
+                ))
             })?;
             patterns.push((p, e.clone()));
         }
@@ -208,15 +211,19 @@ impl CsvSource {
         headers: &mut HashMap<String, Header>,
     ) -> Result<(), SourceError> {
         let dir = &self.settings.watch_dir;
-        let entries = std::fs::read_dir(dir)
-            .map_err(io_err(format!("cannot list {}", dir.display())))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(io_err(format!("cannot list {}", dir.display())))?;
         let mut found: Vec<(String, PathBuf, u64, &CsvEntity)> = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(entity) = self.entity_for(name) else { continue };
+            let Some(entity) = self.entity_for(name) else {
+                continue;
+            };
             let path = entry.path();
-            let Ok(md) = std::fs::metadata(&path) else { continue };
+            let Ok(md) = std::fs::metadata(&path) else {
+                continue;
+            };
             if !md.is_file() {
                 continue;
             }
@@ -283,8 +290,7 @@ impl CsvSource {
         }
         metrics::gauge!("ingest_csv_files_tracked").set(state.files.len() as f64);
         for (id, _path, len, entity) in &found {
-            loop {
-                let Some(fs) = state.files.get(id) else { break };
+            while let Some(fs) = state.files.get(id) {
                 if fs.offset >= *len || *ctx.shutdown.borrow() {
                     break;
                 }
@@ -298,15 +304,23 @@ impl CsvSource {
         Ok(())
     }
 
-    fn load_header(&self, fs: &FileState, entity: &CsvEntity) -> Result<Option<Header>, SourceError> {
-        let mut f = File::open(&fs.path)
-            .map_err(io_err(format!("cannot open {}", fs.path.display())))?;
+    fn load_header(
+        &self,
+        fs: &FileState,
+        entity: &CsvEntity,
+    ) -> Result<Option<Header>, SourceError> {
+        let mut f =
+            File::open(&fs.path).map_err(io_err(format!("cannot open {}", fs.path.display())))?;
         let mut buf = Vec::new();
         (&mut f)
             .take(self.settings.max_record_bytes as u64 + 3)
             .read_to_end(&mut buf)
             .map_err(io_err(format!("cannot read {}", fs.path.display())))?;
-        let bom = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        let bom = if buf.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
         let mut splitter = Splitter::new(self.delimiter(entity), self.settings.max_record_bytes);
         let mut header = None;
         let mut first = true;
@@ -366,9 +380,12 @@ impl CsvSource {
         } else {
             (fs.offset, fs.line)
         };
-        let chunk = self.settings.chunk_bytes.max(2 * self.settings.max_record_bytes + 1);
-        let mut f = File::open(&fs.path)
-            .map_err(io_err(format!("cannot open {}", fs.path.display())))?;
+        let chunk = self
+            .settings
+            .chunk_bytes
+            .max(2 * self.settings.max_record_bytes + 1);
+        let mut f =
+            File::open(&fs.path).map_err(io_err(format!("cannot open {}", fs.path.display())))?;
         f.seek(SeekFrom::Start(start_offset))
             .map_err(io_err(format!("cannot seek {}", fs.path.display())))?;
         let mut buf = Vec::with_capacity(chunk.min(1 << 24));
@@ -378,7 +395,8 @@ impl CsvSource {
 
         let topic = data_topic(&self.prefix, "csv", &entity.name)
             .map_err(|e| SourceError::Config(e.to_string()))?;
-        let dlq = dead_letter_topic(&self.prefix).map_err(|e| SourceError::Config(e.to_string()))?;
+        let dlq =
+            dead_letter_topic(&self.prefix).map_err(|e| SourceError::Config(e.to_string()))?;
         let mut splitter = Splitter::new(self.delimiter(entity), self.settings.max_record_bytes);
         let mut batch = Batch::default();
         let mut line = start_line;
@@ -390,7 +408,13 @@ impl CsvSource {
         let mut out: Vec<Outgoing> = Vec::new();
         let consumed = splitter.split(&buf, |item| {
             let (rec_start, raw, nl_before, nl, fields) = match item {
-                Item::Record(r) => (r.start, r.raw, r.newlines_before, r.newlines, Some(r.fields)),
+                Item::Record(r) => (
+                    r.start,
+                    r.raw,
+                    r.newlines_before,
+                    r.newlines,
+                    Some(r.fields),
+                ),
                 Item::Oversized(o) => (o.start, o.raw, o.newlines_before, o.newlines, None),
             };
             line += nl_before;
@@ -423,23 +447,52 @@ impl CsvSource {
                     key_buf.clear();
                     serde_json::to_writer(
                         &mut key_buf,
-                        &Key { names: &header.names, idx, values: &values },
+                        &Key {
+                            names: &header.names,
+                            idx,
+                            values: &values,
+                        },
                     )
                     .expect("key serializes");
                     value_buf.clear();
-                    let row = Row { names: &header.names, values: &values };
+                    let row = Row {
+                        names: &header.names,
+                        values: &values,
+                    };
                     serde_json::to_writer(
                         &mut value_buf,
-                        &Envelope { before: None, after: Some(row), op: Op::Create, source: &pos, ts_ms },
+                        &Envelope {
+                            before: None,
+                            after: Some(row),
+                            op: Op::Create,
+                            source: &pos,
+                            ts_ms,
+                        },
                     )
                     .expect("envelope serializes");
-                    out.push(Outgoing { dead: false, key: key_buf.clone(), value: value_buf.clone(), source_key });
+                    out.push(Outgoing {
+                        dead: false,
+                        key: key_buf.clone(),
+                        value: value_buf.clone(),
+                        source_key,
+                    });
                 }
                 Err(reason) => {
                     let origin = serde_json::json!({
                         "file": path_str, "file_id": fs.file_id, "line": rec_line, "offset": offset,
                     });
-                    let dl = DeadLetter::new(reason, "csv", &self.prefix, Some(&entity.name), origin, source_key.clone(), raw, ts_ms);
+                    let dl = DeadLetter::new(
+                        reason,
+                        DeadLetterOrigin {
+                            connector: "csv",
+                            name: &self.prefix,
+                            entity: Some(&entity.name),
+                            position: origin,
+                            source_key: source_key.clone(),
+                        },
+                        raw,
+                        ts_ms,
+                    );
                     out.push(Outgoing {
                         dead: true,
                         key: source_key.as_bytes().to_vec(),
@@ -454,8 +507,16 @@ impl CsvSource {
         }
         let (mut rows, mut dead) = (0u64, 0u64);
         for o in &out {
-            let t = if o.dead { dead += 1; &dlq } else { rows += 1; &topic };
-            ctx.publisher.send(&mut batch, t, &o.key, &o.value, &o.source_key).await?;
+            let t = if o.dead {
+                dead += 1;
+                &dlq
+            } else {
+                rows += 1;
+                &topic
+            };
+            ctx.publisher
+                .send(&mut batch, t, &o.key, &o.value, &o.source_key)
+                .await?;
         }
         batch.acknowledged().await?;
         let fs_mut = state.files.get_mut(id).expect("tracked file");

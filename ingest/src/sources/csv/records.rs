@@ -99,14 +99,17 @@ impl Splitter {
             match res {
                 ReadRecordResult::Record => {
                     // A CRLF terminator: take its LF with the record.
-                    let nin = if nin > 0 && input[nin - 1] == b'\r' && input.get(nin) == Some(&b'\n') {
-                        nin + 1
-                    } else {
-                        nin
-                    };
+                    let nin =
+                        if nin > 0 && input[nin - 1] == b'\r' && input.get(nin) == Some(&b'\n') {
+                            nin + 1
+                        } else {
+                            nin
+                        };
                     let consumed = &input[..nin];
                     let mut raw_end = nin;
-                    while raw_end > 0 && (consumed[raw_end - 1] == b'\n' || consumed[raw_end - 1] == b'\r') {
+                    while raw_end > 0
+                        && (consumed[raw_end - 1] == b'\n' || consumed[raw_end - 1] == b'\r')
+                    {
                         raw_end -= 1;
                     }
                     let mut fields = Vec::with_capacity(nend);
@@ -134,7 +137,9 @@ impl Splitter {
                             .map(|i| i + 1)
                             .unwrap_or(input.len());
                         let mut raw_end = cut;
-                        while raw_end > 0 && (input[raw_end - 1] == b'\n' || input[raw_end - 1] == b'\r') {
+                        while raw_end > 0
+                            && (input[raw_end - 1] == b'\n' || input[raw_end - 1] == b'\r')
+                        {
                             raw_end -= 1;
                         }
                         f(Item::Oversized(Oversized {
@@ -175,7 +180,10 @@ impl Splitter {
 mod tests {
     use super::*;
 
-    fn collect(buf: &[u8], max: usize) -> (Vec<(usize, String, Vec<String>, u64)>, usize) {
+    /// (start, raw text, fields, newlines) of each record.
+    type Found = (usize, String, Vec<String>, u64);
+
+    fn collect(buf: &[u8], max: usize) -> (Vec<Found>, usize) {
         let mut s = Splitter::new(b',', max);
         let mut v = Vec::new();
         let n = s.split(buf, |it| match it {
@@ -188,7 +196,12 @@ mod tests {
                     .collect(),
                 r.newlines,
             )),
-            Item::Oversized(o) => v.push((o.start, String::from_utf8_lossy(o.raw).into_owned(), vec!["<oversized>".into()], o.newlines)),
+            Item::Oversized(o) => v.push((
+                o.start,
+                String::from_utf8_lossy(o.raw).into_owned(),
+                vec!["<oversized>".into()],
+                o.newlines,
+            )),
         });
         (v, n)
     }

@@ -11,7 +11,9 @@ pub const MODEL: Model = Model {
         Field::new("customer_id", Text, Upper).required(),
         Field::new("product_id", Text, Upper).required(),
         Field::new("employee_id", Text, Upper),
-        Field::new("quantity", Int, Collapse).required().check(Check::Positive),
+        Field::new("quantity", Int, Collapse)
+            .required()
+            .check(Check::Positive),
         Field::new("unit_price", Decimal, Collapse).check(Check::NonNegative),
         Field::new("amount", Decimal, Collapse).check(Check::NonNegative),
     ],
