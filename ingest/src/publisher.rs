@@ -94,14 +94,22 @@ impl Batch {
 
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, PublishError> {
-        let mut cfg = client_config(settings);
+        let mut cfg = ClientConfig::new();
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "200000")
             .set("queue.buffering.max.kbytes", "262144")
-            .set("message.timeout.ms", "120000");
+            .set("message.timeout.ms", "120000")
+            // Change events are verbose JSON (field names repeat in every record): lz4
+            // shrinks them several times for little CPU, and brokers store batches as sent.
+            .set("compression.type", "lz4");
+        // The [kafka.client] settings come last, so that a user can override ours.
+        cfg.set("bootstrap.servers", &settings.brokers);
+        for (k, v) in &settings.client {
+            cfg.set(k, v);
+        }
         let producer: FutureProducer = cfg.create().map_err(|source| PublishError::Create {
             brokers: settings.brokers.clone(),
             source,

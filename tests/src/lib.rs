@@ -278,11 +278,21 @@ pub fn read_topic(topic: &str, expected: usize) -> Result<Vec<Record>> {
         .set("group.id", format!("reader-{}", rand::random::<u32>()))
         .set("enable.auto.commit", "false")
         .create()?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    // The topic may not exist yet (the agent creates it at start): wait for its partitions.
     let mut tpl = TopicPartitionList::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+    let start = Instant::now();
+    while tpl.count() == 0 {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in md.topics().iter().filter(|t| t.error().is_none()) {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            }
+        }
+        if tpl.count() == 0 {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!("topic {topic} has no partitions after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
     consumer.assign(&tpl)?;

@@ -124,9 +124,6 @@ pub async fn load(
             )
         })
         .collect();
-    tx.execute("DELETE FROM stage_bronze", &[])
-        .await
-        .map_err(DbError::query("clearing the bronze stage"))?;
     // The first occurrence of a source key in the batch is the one inserted.
     Ok(rows
         .iter()

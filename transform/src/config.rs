@@ -68,7 +68,7 @@ fn default_source() -> String {
     "csv".into()
 }
 fn default_batch_records() -> usize {
-    5000
+    20000
 }
 fn default_batch_ms() -> u64 {
     200

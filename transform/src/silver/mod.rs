@@ -528,11 +528,6 @@ pub async fn apply(
             .await
             .map_err(DbError::query("clearing the quarantine stage"))?;
     }
-    if stats.upserts > 0 {
-        tx.execute(&format!("DELETE FROM {}", model.stage()), &[])
-            .await
-            .map_err(DbError::query("clearing a silver stage"))?;
-    }
     Ok(stats)
 }
 

@@ -290,15 +290,28 @@ impl CsvSource {
         }
         metrics::gauge!("ingest_csv_files_tracked").set(state.files.len() as f64);
         for (id, _path, len, entity) in &found {
-            while let Some(fs) = state.files.get(id) {
-                if fs.offset >= *len || *ctx.shutdown.borrow() {
+            let Some(fs) = state.files.get(id) else {
+                continue;
+            };
+            // The next chunk is read and enqueued while the broker acknowledges the previous
+            // one; the checkpoint only ever moves past acknowledged chunks.
+            let mut pos = (fs.offset, fs.line);
+            let mut in_flight: Option<Pending> = None;
+            while pos.0 < *len && !*ctx.shutdown.borrow() {
+                let Some(p) = self
+                    .produce_chunk(ctx, state, id, entity, headers, pos)
+                    .await?
+                else {
                     break;
+                };
+                pos = (p.offset, p.line);
+                if let Some(prev) = in_flight.replace(p) {
+                    self.commit(cp, state, id, entity, prev).await?;
                 }
-                let progressed = self.read_chunk(ctx, cp, state, id, entity, headers).await?;
                 ctx.liveness.beat();
-                if !progressed {
-                    break;
-                }
+            }
+            if let Some(prev) = in_flight {
+                self.commit(cp, state, id, entity, prev).await?;
             }
         }
         Ok(())
@@ -351,34 +364,35 @@ impl CsvSource {
         Ok(header)
     }
 
-    /// Reads, publishes and checkpoints one chunk of a file. Returns false when nothing
+    /// Reads one chunk of a file from `pos` (byte offset, line) and enqueues its records.
+    /// Returns what to checkpoint once the broker acknowledged them, or `None` when nothing
     /// complete was there to read.
-    async fn read_chunk(
+    async fn produce_chunk(
         &self,
         ctx: &SourceContext,
-        cp: &CheckpointFile,
-        state: &mut CsvCheckpoint,
+        state: &CsvCheckpoint,
         id: &str,
         entity: &CsvEntity,
         headers: &mut HashMap<String, Header>,
-    ) -> Result<bool, SourceError> {
-        let fs = state.files.get(id).expect("tracked file").clone();
+        pos: (u64, u64),
+    ) -> Result<Option<Pending>, SourceError> {
+        let fs = state.files.get(id).expect("tracked file");
         if !headers.contains_key(id) {
-            match self.load_header(&fs, entity)? {
+            match self.load_header(fs, entity)? {
                 Some(h) => {
                     if let Err(missing) = &h.key_idx {
                         warn!(file = %fs.path.display(), column = %missing, entity = %entity.name, "header lacks a key column; rows will be dead-lettered");
                     }
                     headers.insert(id.to_string(), h);
                 }
-                None => return Ok(false),
+                None => return Ok(None),
             }
         }
         let header = &headers[id];
-        let (start_offset, start_line) = if fs.offset < header.data_offset {
+        let (start_offset, start_line) = if pos.0 < header.data_offset {
             (header.data_offset, header.data_line)
         } else {
-            (fs.offset, fs.line)
+            pos
         };
         let chunk = self
             .settings
@@ -503,7 +517,7 @@ impl CsvSource {
             }
         });
         if consumed == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let (mut rows, mut dead) = (0u64, 0u64);
         for o in &out {
@@ -518,17 +532,48 @@ impl CsvSource {
                 .send(&mut batch, t, &o.key, &o.value, &o.source_key)
                 .await?;
         }
-        batch.acknowledged().await?;
-        let fs_mut = state.files.get_mut(id).expect("tracked file");
-        fs_mut.offset = start_offset + consumed as u64;
-        fs_mut.line = line;
-        cp.save(state)?;
-        metrics::counter!("ingest_rows_published_total", "source" => "csv", "entity" => entity.name.clone()).increment(rows);
-        metrics::counter!("ingest_dead_letters_total", "source" => "csv", "entity" => entity.name.clone()).increment(dead);
-        metrics::counter!("ingest_bytes_read_total", "source" => "csv").increment(consumed as u64);
-        debug!(file = %path_str, rows, dead, offset = start_offset + consumed as u64, "chunk published and checkpointed");
-        Ok(true)
+        Ok(Some(Pending {
+            batch,
+            offset: start_offset + consumed as u64,
+            line,
+            rows,
+            dead,
+            bytes: consumed as u64,
+        }))
     }
+
+    /// Waits for the broker to acknowledge a chunk, then checkpoints the file past it.
+    async fn commit(
+        &self,
+        cp: &CheckpointFile,
+        state: &mut CsvCheckpoint,
+        id: &str,
+        entity: &CsvEntity,
+        p: Pending,
+    ) -> Result<(), SourceError> {
+        p.batch.acknowledged().await?;
+        let Some(fs) = state.files.get_mut(id) else {
+            return Ok(());
+        };
+        fs.offset = p.offset;
+        fs.line = p.line;
+        cp.save(state)?;
+        metrics::counter!("ingest_rows_published_total", "source" => "csv", "entity" => entity.name.clone()).increment(p.rows);
+        metrics::counter!("ingest_dead_letters_total", "source" => "csv", "entity" => entity.name.clone()).increment(p.dead);
+        metrics::counter!("ingest_bytes_read_total", "source" => "csv").increment(p.bytes);
+        debug!(file_id = %id, rows = p.rows, dead = p.dead, offset = p.offset, "chunk acknowledged and checkpointed");
+        Ok(())
+    }
+}
+
+/// A chunk whose records are enqueued but not yet acknowledged.
+struct Pending {
+    batch: Batch,
+    offset: u64,
+    line: u64,
+    rows: u64,
+    dead: u64,
+    bytes: u64,
 }
 
 struct Outgoing {

@@ -35,7 +35,8 @@ pub enum Item<'a> {
 }
 
 pub struct Splitter {
-    delimiter: u8,
+    /// Built once: building a csv_core reader is costly (its state machine tables).
+    reader: Reader,
     max_record: usize,
     out: Vec<u8>,
     ends: Vec<usize>,
@@ -48,15 +49,11 @@ fn count_nl(b: &[u8]) -> u64 {
 impl Splitter {
     pub fn new(delimiter: u8, max_record: usize) -> Self {
         Splitter {
-            delimiter,
+            reader: ReaderBuilder::new().delimiter(delimiter).build(),
             max_record,
             out: Vec::new(),
             ends: vec![0; 1024],
         }
-    }
-
-    fn reader(&self) -> Reader {
-        ReaderBuilder::new().delimiter(self.delimiter).build()
     }
 
     /// Calls `f` for each complete record of `buf` and returns the number of bytes consumed
@@ -80,10 +77,12 @@ impl Splitter {
                 return pos;
             }
             let newlines_before = count_nl(&buf[pos..start]);
-            let mut rdr = self.reader();
+            self.reader.reset();
             let input = &buf[start..];
             let (res, nin, _nout, nend) = loop {
-                let r = rdr.read_record(input, &mut self.out, &mut self.ends);
+                let r = self
+                    .reader
+                    .read_record(input, &mut self.out, &mut self.ends);
                 if let (ReadRecordResult::OutputEndsFull, ..) = r {
                     if self.ends.len() >= 1 << 16 {
                         break r;
@@ -91,7 +90,7 @@ impl Splitter {
                     // Start again with room for more fields.
                     let n = self.ends.len() * 4;
                     self.ends.resize(n, 0);
-                    rdr = self.reader();
+                    self.reader.reset();
                     continue;
                 }
                 break r;
