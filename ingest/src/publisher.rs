@@ -7,8 +7,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub struct Publisher {
 /// Acknowledgements of the records sent since the batch was created.
 #[derive(Default)]
 pub struct Batch {
-    pending: Vec<(String, DeliveryFuture)>,
+    pending: Vec<(Arc<str>, DeliveryFuture)>,
 }
 
 impl Batch {
@@ -84,7 +84,12 @@ impl Batch {
         for (topic, fut) in self.pending {
             match fut.await {
                 Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => return Err(PublishError::Delivery { topic, source }),
+                Ok(Err((source, _))) => {
+                    return Err(PublishError::Delivery {
+                        topic: topic.to_string(),
+                        source,
+                    })
+                }
                 Err(_) => return Err(PublishError::Canceled),
             }
         }
@@ -159,23 +164,15 @@ impl Publisher {
     pub async fn send(
         &self,
         batch: &mut Batch,
-        topic: &str,
+        topic: &Arc<str>,
         key: &[u8],
         payload: &[u8],
-        source_key: &str,
     ) -> Result<(), PublishError> {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "etl.source_key",
-            value: Some(source_key),
-        });
-        let mut record = FutureRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
         loop {
             match self.producer.send_result(record) {
                 Ok(fut) => {
-                    batch.pending.push((topic.to_string(), fut));
+                    batch.pending.push((topic.clone(), fut));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {

@@ -199,7 +199,6 @@ fn wait_metric(
     let since = |t: i64| (t - t0) as f64 / 1e6;
     let deadline = Instant::now() + Duration::from_secs(timeout_s);
     loop {
-        let now = now_micros();
         let mut scraped: Vec<(String, Option<String>)> = Vec::new();
         for w in watches.iter_mut().filter(|w| w.done_s.is_none()) {
             let body = match scraped.iter().find(|(u, _)| *u == w.url) {
@@ -212,6 +211,8 @@ fn wait_metric(
                 }
             };
             let Some(body) = body else { continue };
+            // Stamped after the answer: a busy service may answer late.
+            let now = now_micros();
             w.value = metric_sum(&body, &w.sel);
             if w.value > 0.0 && w.first_s.is_none() {
                 w.first_s = Some(since(now));

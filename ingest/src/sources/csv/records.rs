@@ -65,6 +65,7 @@ impl Splitter {
     {
         let mut pos = 0usize;
         if self.out.len() < buf.len() {
+            // Grows only: the buffer is reused across chunks.
             self.out.resize(buf.len(), 0);
         }
         loop {
