@@ -165,3 +165,39 @@ async fn a_foreign_dataset_is_modelled_by_configuration_alone() -> Result<()> {
     let _ = std::fs::remove_dir_all(cfg_dir);
     Ok(())
 }
+
+/// Analysts read the warehouse in pgAdmin: every table, view and column has a comment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_warehouse_table_and_column_is_commented() -> Result<()> {
+    let s = Scratch::new("comments", None).await?;
+    let out = std::process::Command::new(e2e_tests::bin_dir().join("transform"))
+        .args(["--config", &s.config.display().to_string(), "migrate"])
+        .env("ETL_WAREHOUSE__URL", &s.db_url)
+        .env("NO_COLOR", "1")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "transform migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = s.db().await?;
+    let missing: Vec<String> = db
+        .query(
+            "SELECT c.relname || coalesce('.' || a.attname, '')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE n.nspname IN ('bronze', 'silver', 'gold', 'pipeline') AND c.relkind IN ('r', 'v')
+               AND (obj_description(c.oid, 'pg_class') IS NULL
+                    OR (a.attnum IS NOT NULL AND col_description(c.oid, a.attnum) IS NULL))",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(missing.is_empty(), "uncommented: {missing:?}");
+    let tables = count(&db, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('bronze','silver','gold','pipeline') AND c.relkind IN ('r','v')").await?;
+    assert!(tables >= 15, "only {tables} tables and views");
+    s.cleanup().await;
+    Ok(())
+}

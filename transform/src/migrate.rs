@@ -71,7 +71,11 @@ async fn apply(client: &mut Client) -> Result<usize, MigrateError> {
              CREATE TABLE IF NOT EXISTS pipeline.schema_migrations (
                  version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now());
-             COMMENT ON TABLE pipeline.schema_migrations IS 'Warehouse migrations applied by the transform service (files in migrations/).';",
+             COMMENT ON TABLE pipeline.schema_migrations IS 'Warehouse migrations applied by the transform service (files in migrations/).';
+             COMMENT ON COLUMN pipeline.schema_migrations.version IS 'Migration number (the file name prefix).';
+             COMMENT ON COLUMN pipeline.schema_migrations.name IS 'Migration name.';
+             COMMENT ON COLUMN pipeline.schema_migrations.checksum IS 'Checksum of the SQL applied; an edited migration is refused.';
+             COMMENT ON COLUMN pipeline.schema_migrations.applied_at IS 'When the migration was applied.';",
         )
         .await
         .map_err(DbError::query("creating pipeline.schema_migrations"))?;
