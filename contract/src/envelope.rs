@@ -152,6 +152,10 @@ pub struct SourceFields {
     pub entity: Option<String>,
     #[serde(default)]
     pub ts_ms: Option<i64>,
+    /// Explicit identity of the event's position, for connectors whose position is not
+    /// the CSV one (binlog file/pos/row, API record and content hash, blob etag/offset...).
+    #[serde(default)]
+    pub source_key: Option<String>,
     // csv
     #[serde(default)]
     pub file_id: Option<String>,
@@ -184,6 +188,10 @@ impl<'a> EnvelopeIn<'a> {
 
 /// Stable identity of an event's source position: the same row read twice (for example
 /// re-published after a crash) gets the same key, two different rows never do.
+///
+/// CSV: `csv:<file_id>:<offset>`. Every other connector writes its own `source_key` string
+/// into the source block (e.g. `<server_id>:<binlog file>:<pos>:<row>`), and the key is
+/// `<connector>:<source_key>`.
 pub fn source_key(src: &SourceFields) -> Result<String, ContractError> {
     match src.connector.as_str() {
         "csv" => match (&src.file_id, src.offset) {
@@ -192,9 +200,12 @@ pub fn source_key(src: &SourceFields) -> Result<String, ContractError> {
                 "csv source without file_id and offset".into(),
             )),
         },
-        other => Err(ContractError::Invalid(format!(
-            "unknown connector {other:?} in source block"
-        ))),
+        other => match &src.source_key {
+            Some(k) if !k.is_empty() => Ok(format!("{other}:{k}")),
+            _ => Err(ContractError::Invalid(format!(
+                "source block of connector {other:?} has no source_key"
+            ))),
+        },
     }
 }
 
@@ -253,6 +264,11 @@ mod tests {
         let (_, f) =
             EnvelopeIn::parse(br#"{"op":"c","source":{"connector":"x"},"after":{}}"#).unwrap();
         assert!(source_key(&f).is_err());
+        let (_, f) = EnvelopeIn::parse(
+            br#"{"op":"c","source":{"connector":"mysql","source_key":"1:bin.000002:4711:0"},"after":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(source_key(&f).unwrap(), "mysql:1:bin.000002:4711:0");
     }
 
     #[test]
