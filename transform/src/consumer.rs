@@ -20,7 +20,10 @@ use tracing::{error, info, warn};
 
 struct PgOffsets {
     handle: Handle,
-    client: Arc<tokio_postgres::Client>,
+    /// Own connection for the rebalance callback (the batch loop's is busy in a transaction);
+    /// re-opened if it drops.
+    client: std::sync::Mutex<Option<tokio_postgres::Client>>,
+    url: String,
     group: String,
 }
 
@@ -33,11 +36,18 @@ impl PgOffsets {
             .iter()
             .map(|e| e.topic().to_string())
             .collect();
-        let rows = self.handle.block_on(self.client.query(
-            "SELECT topic, partition, next_offset FROM pipeline.consumer_offsets WHERE group_id = $1 AND topic = ANY($2)",
-            &[&self.group, &topics],
-        ))
-        .map_err(DbError::query("reading pipeline.consumer_offsets"))?;
+        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.handle.block_on(crate::sql::connect(&self.url))?);
+        }
+        let client = guard.as_ref().expect("connected above");
+        let rows = self
+            .handle
+            .block_on(client.query(
+                "SELECT topic, partition, next_offset FROM pipeline.consumer_offsets WHERE group_id = $1 AND topic = ANY($2)",
+                &[&self.group, &topics],
+            ))
+            .map_err(DbError::query("reading pipeline.consumer_offsets"))?;
         Ok(rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
@@ -102,7 +112,7 @@ impl ConsumerContext for PgOffsets {
 pub fn start(
     kafka: &KafkaSettings,
     group: &str,
-    offsets_client: Arc<tokio_postgres::Client>,
+    warehouse_url: &str,
     max_records: usize,
     max_wait: Duration,
     stop: Arc<AtomicBool>,
@@ -128,7 +138,8 @@ pub fn start(
         .set("fetch.wait.max.ms", "50");
     let ctx = PgOffsets {
         handle: Handle::current(),
-        client: offsets_client,
+        client: std::sync::Mutex::new(None),
+        url: warehouse_url.to_string(),
         group: group.to_string(),
     };
     let consumer: BaseConsumer<PgOffsets> = cfg.create_with_context(ctx)?;

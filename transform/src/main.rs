@@ -129,12 +129,11 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         )
         .await?
         .get(0);
-    let offsets_client = Arc::new(connect_retry(&settings.warehouse.url).await);
     let stop = Arc::new(AtomicBool::new(false));
     let (mut rx, thread) = consumer::start(
         &settings.kafka,
         &settings.transform.group_id,
-        offsets_client,
+        &settings.warehouse.url,
         settings.transform.batch_max_records,
         Duration::from_millis(settings.transform.batch_max_ms),
         stop.clone(),
