@@ -31,6 +31,8 @@ pub struct IngestSettings {
     /// Directory of the checkpoint files (one per source).
     pub checkpoint_dir: PathBuf,
     pub csv: Option<CsvSettings>,
+    /// MySQL/MariaDB binlog source (`[ingest.mysql]`).
+    pub mysql: Option<crate::sources::mysql::MysqlSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +129,9 @@ impl Settings {
                     }
                 }
             }
+        }
+        if let Some(m) = &self.ingest.mysql {
+            m.validate()?;
         }
         if self.mode == Mode::Production {
             for (k, v) in &self.kafka.client {

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use ingest::config::Settings;
 use ingest::ops::{self, Liveness};
 use ingest::publisher::Publisher;
-use ingest::sources::{csv::CsvSource, Source, SourceContext};
+use ingest::sources::{csv::CsvSource, mysql::MysqlSource, Source, SourceContext};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(csv) = settings.ingest.csv.clone() {
         sources.push(Arc::new(CsvSource::new(csv, &settings.kafka.topic_prefix)?));
     }
+    if let Some(mysql) = settings.ingest.mysql.clone() {
+        sources.push(Arc::new(MysqlSource::new(
+            mysql,
+            &settings.kafka.topic_prefix,
+        )?));
+    }
     match cli.command {
         Command::Check => {
             for s in &sources {
@@ -74,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
     anyhow::ensure!(
         !sources.is_empty(),
-        "no source is configured: add an [ingest.csv] section"
+        "no source is configured: add an [ingest.csv] or [ingest.mysql] section"
     );
     let metrics = ops::install_metrics()?;
     let liveness = Liveness::default();
@@ -88,7 +94,11 @@ async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Resul
         }
     });
     let publisher = Publisher::new(&settings.kafka)?;
-    let topics: Vec<String> = sources.iter().flat_map(|s| s.topics()).collect();
+    let mut topics: Vec<String> = sources.iter().flat_map(|s| s.topics()).collect();
+    // Sources share some topics (the dead-letter one); the broker rejects a request naming
+    // a topic twice.
+    topics.sort();
+    topics.dedup();
     let mut delay = Duration::from_millis(500);
     loop {
         match publisher.ensure_topics(&topics).await {

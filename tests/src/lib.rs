@@ -314,3 +314,70 @@ pub fn read_topic(topic: &str, expected: usize) -> Result<Vec<Record>> {
     }
     Ok(out)
 }
+
+/// Admin URL of the MySQL/MariaDB server with its binlog on (`ETL_TEST_MYSQL_URL`).
+pub fn mysql_admin_url() -> String {
+    std::env::var("ETL_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3307".into())
+}
+
+/// URL of the CDC user (`ETL_TEST_MYSQL_CDC_URL`; by default `etl_cdc:etl_cdc` on the admin
+/// URL's host and port, as `./dev stack` provisions it).
+pub fn mysql_cdc_url() -> String {
+    if let Ok(u) = std::env::var("ETL_TEST_MYSQL_CDC_URL") {
+        return u;
+    }
+    let opts = mysql_async::Opts::from_url(&mysql_admin_url()).expect("a valid ETL_TEST_MYSQL_URL");
+    format!(
+        "mysql://etl_cdc:etl_cdc@{}:{}",
+        opts.ip_or_hostname(),
+        opts.tcp_port()
+    )
+}
+
+/// A scratch MySQL database, dropped by `cleanup`.
+pub struct MysqlScratch {
+    pub db: String,
+    pub pool: mysql_async::Pool,
+}
+
+impl MysqlScratch {
+    pub async fn new(name: &str) -> Result<MysqlScratch> {
+        use mysql_async::prelude::Queryable;
+        let db = format!(
+            "cdc_{name}{}{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        );
+        let opts = mysql_async::Opts::from_url(&mysql_admin_url())?;
+        let mut conn = mysql_async::Conn::new(opts.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to MySQL at {} (set ETL_TEST_MYSQL_URL)",
+                    mysql_admin_url()
+                )
+            })?;
+        conn.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
+            .await?;
+        conn.disconnect().await?;
+        let opts = mysql_async::OptsBuilder::from_opts(opts).db_name(Some(db.clone()));
+        Ok(MysqlScratch {
+            db,
+            pool: mysql_async::Pool::new(opts),
+        })
+    }
+
+    pub async fn conn(&self) -> Result<mysql_async::Conn> {
+        Ok(self.pool.get_conn().await?)
+    }
+
+    pub async fn cleanup(self) {
+        use mysql_async::prelude::Queryable;
+        if let Ok(mut c) = self.pool.get_conn().await {
+            let _ = c
+                .query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.db))
+                .await;
+        }
+        let _ = self.pool.disconnect().await;
+    }
+}

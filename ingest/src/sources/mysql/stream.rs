@@ -1,0 +1,404 @@
+//! The binlog reader: a task that owns the binlog connection, decodes events, groups rows by
+//! transaction and hands encoded change events to the publishing loop over a bounded
+//! channel. It runs in its own task so that a panic in the decoder (mysql_common's
+//! `Event::read` panics on a malformed packet) ends the task, not the agent: the source then
+//! restarts from its last checkpoint.
+
+use super::schema::{encode, Encoded, MysqlSourceBlock, TableSchema, CONNECTOR};
+use super::settings::TableFilter;
+use super::values::{render, Kind, Out};
+use super::Position;
+use crate::publisher::Publisher;
+use etl_contract::Op;
+use futures::StreamExt;
+use mysql_async::binlog::events::EventData;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// What the reader hands to the publishing loop.
+pub enum Msg {
+    /// Change events of one rows event (part of a transaction).
+    Changes(Arc<str>, Vec<Encoded>),
+    /// A transaction (or a standalone DDL) ended here: a safe resume point. `ts` is the
+    /// event time (seconds since the epoch).
+    Commit { pos: Position, ts: u32 },
+    /// The server had nothing to send for a heartbeat period: the agent is caught up.
+    Heartbeat,
+}
+
+/// Errors of the reader.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("binlog stream from {file}:{pos} on {server}: {source} (check that the server is up and that the position still exists: SHOW BINARY LOGS)")]
+    Stream {
+        server: String,
+        file: String,
+        pos: u64,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("cannot decode a binlog event at {file}:{pos}: {reason}")]
+    Decode {
+        file: String,
+        pos: u64,
+        reason: String,
+    },
+    #[error(transparent)]
+    Schema(#[from] super::schema::SchemaError),
+    #[error("cannot create topic: {0}")]
+    Topic(#[from] crate::publisher::PublishError),
+}
+
+impl ReadError {
+    /// A schema problem (no column names) does not go away by retrying.
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            ReadError::Schema(super::schema::SchemaError::NoColumnNames { .. })
+        )
+    }
+}
+
+pub struct Reader {
+    pub conn: Conn,
+    pub server: String,
+    pub server_id: u32,
+    pub heartbeat_ms: u64,
+    pub start: Position,
+    pub prefix: String,
+    pub filter: TableFilter,
+    pub publisher: Publisher,
+    pub tx: mpsc::Sender<Msg>,
+}
+
+/// A binlog file name from a ROTATE event. The first, fake ROTATE (timestamp 0) arrives on
+/// MariaDB with the 4 CRC bytes appended (the server checksums it before the client saw the
+/// format description): drop them when the name does not end in `.<digits>` without them.
+fn clean_file_name(raw: &[u8], fake: bool) -> String {
+    fn ext_digits(b: &[u8]) -> Option<usize> {
+        let dot = b.iter().rposition(|&c| c == b'.')?;
+        let ext = &b[dot + 1..];
+        (!ext.is_empty() && ext.iter().all(u8::is_ascii_digit)).then_some(ext.len())
+    }
+    if fake && raw.len() > 4 {
+        let cut = &raw[..raw.len() - 4];
+        let whole = ext_digits(raw);
+        if ext_digits(cut).is_some() && whole.is_none_or(|n| n > 6) {
+            return String::from_utf8_lossy(cut).into_owned();
+        }
+    }
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+fn row_values(
+    schema: &TableSchema,
+    row: &mut mysql_async::binlog::row::BinlogRow,
+) -> Result<Vec<Out>, String> {
+    let mut out = Vec::with_capacity(schema.kinds.len());
+    for (i, kind) in schema.kinds.iter().enumerate() {
+        let v = match row.take(i) {
+            None => Out::Null,
+            Some(BinlogValue::Value(v)) => render(kind, v).map_err(|e| format!("column {}: {e}", schema.names[i]))?,
+            Some(BinlogValue::Jsonb(j)) => {
+                let j: serde_json::Value = j.try_into().map_err(|e| format!("column {}: JSON: {e:?}", schema.names[i]))?;
+                if *kind == Kind::Json {
+                    Out::S(j.to_string())
+                } else {
+                    render(kind, Value::Bytes(j.to_string().into_bytes()))?
+                }
+            }
+            Some(BinlogValue::JsonDiff(_)) => {
+                return Err(format!(
+                    "column {}: partial JSON update; set binlog_row_value_options='' on the server so that full JSON values are logged",
+                    schema.names[i]
+                ))
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+impl Reader {
+    pub async fn run(self) -> Result<(), ReadError> {
+        let Reader {
+            mut conn,
+            server,
+            server_id,
+            heartbeat_ms,
+            start,
+            prefix,
+            filter,
+            publisher,
+            tx,
+        } = self;
+        let stream_err = |file: &str, pos: u64| {
+            let server = server.clone();
+            let file = file.to_string();
+            move |source| ReadError::Stream {
+                server,
+                file,
+                pos,
+                source,
+            }
+        };
+        // MariaDB: real GTID events (type 162). MySQL ignores the variable.
+        let _ = conn.query_drop("SET @mariadb_slave_capability=4").await;
+        conn.query_drop(format!(
+            "SET @master_heartbeat_period={}",
+            heartbeat_ms.max(1) * 1_000_000
+        ))
+        .await
+        .map_err(stream_err(&start.file, start.pos))?;
+        let mut stream = conn
+            .get_binlog_stream(
+                BinlogStreamRequest::new(server_id)
+                    .with_filename(start.file.as_bytes())
+                    .with_pos(start.pos),
+            )
+            .await
+            .map_err(stream_err(&start.file, start.pos))?;
+        info!(file = %start.file, pos = start.pos, gtid = ?start.gtid, server_id, "binlog stream opened");
+        let mut file = start.file.clone();
+        let mut gtid: Option<String> = start.gtid.clone();
+        let mut in_txn = false;
+        let mut tables: HashMap<u64, Option<Arc<TableSchema>>> = HashMap::new();
+        let mut topics: HashSet<Arc<str>> = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            let ev = ev.map_err(stream_err(&file, 0))?;
+            let hdr = ev.header();
+            let log_pos = hdr.log_pos() as u64;
+            metrics::counter!("ingest_mysql_events_total").increment(1);
+            match hdr.event_type_raw() {
+                // MariaDB GTID: seq u64, domain u32, flags2 u8 (bit 0: standalone, no XID).
+                162 => {
+                    let d = ev.data();
+                    if d.len() >= 13 {
+                        let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or_default());
+                        let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or_default());
+                        gtid = Some(format!("{domain}-{}-{seq}", hdr.server_id()));
+                        in_txn = d[12] & 1 == 0;
+                    }
+                    continue;
+                }
+                // HEARTBEAT (MySQL 27; MariaDB also sends it with the same code).
+                27 => {
+                    if tx.send(Msg::Heartbeat).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let data = ev.read_data().map_err(|e| ReadError::Decode {
+                file: file.clone(),
+                pos: log_pos,
+                reason: e.to_string(),
+            })?;
+            match data {
+                Some(EventData::RotateEvent(r)) => {
+                    let name = clean_file_name(r.name_raw(), hdr.timestamp() == 0);
+                    if name != file {
+                        info!(from = %file, to = %name, "binlog rotated");
+                    }
+                    file = name;
+                }
+                Some(EventData::GtidEvent(g)) => {
+                    let sid = g.sid();
+                    let uuid: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+                    gtid = Some(format!(
+                        "{}-{}-{}-{}-{}:{}",
+                        &uuid[0..8],
+                        &uuid[8..12],
+                        &uuid[12..16],
+                        &uuid[16..20],
+                        &uuid[20..32],
+                        g.gno()
+                    ));
+                    in_txn = false;
+                }
+                Some(EventData::TableMapEvent(t)) => {
+                    let id = t.table_id();
+                    if !tables.contains_key(&id) {
+                        let (db, table) = (t.database_name(), t.table_name());
+                        let schema = if filter.matches(&db, &table) {
+                            let s = Arc::new(TableSchema::from_table_map(&t, &prefix)?);
+                            if topics.insert(s.topic.clone()) {
+                                publisher.ensure_topics(&[s.topic.to_string()]).await?;
+                            }
+                            debug!(db = %s.db, table = %s.table, table_id = id, columns = s.names.len(), "table map");
+                            Some(s)
+                        } else {
+                            None
+                        };
+                        if tables.len() > 10_000 {
+                            tables.clear();
+                        }
+                        tables.insert(id, schema);
+                    }
+                }
+                Some(EventData::RowsEvent(r)) => {
+                    let id = r.table_id();
+                    let Some(Some(schema)) = tables.get(&id).cloned() else {
+                        continue;
+                    };
+                    let Some(tme) = stream.get_tme(id) else {
+                        return Err(ReadError::Decode {
+                            file,
+                            pos: log_pos,
+                            reason: format!("rows event for unknown table id {id}"),
+                        });
+                    };
+                    let decode_err = |reason: String| ReadError::Decode {
+                        file: file.clone(),
+                        pos: log_pos,
+                        reason: format!("{}.{}: {reason}", schema.db, schema.table),
+                    };
+                    let ts_ms = hdr.timestamp() as i64 * 1000;
+                    let now_ms = chrono::Utc::now().timestamp_millis();
+                    let mut out = Vec::new();
+                    let mut row_idx: u32 = 0;
+                    for row in r.rows(tme) {
+                        let (before, after) = row.map_err(|e| decode_err(e.to_string()))?;
+                        let before = match before {
+                            Some(mut b) => Some(row_values(&schema, &mut b).map_err(decode_err)?),
+                            None => None,
+                        };
+                        let after = match after {
+                            Some(mut a) => Some(row_values(&schema, &mut a).map_err(decode_err)?),
+                            None => None,
+                        };
+                        let mut emit =
+                            |op: Op, before: Option<&[Out]>, after: Option<&[Out]>, idx: u32| {
+                                let source_key =
+                                    format!("{}:{}:{}:{}", hdr.server_id(), file, log_pos, idx);
+                                let src = MysqlSourceBlock {
+                                    version: super::schema::version(),
+                                    connector: CONNECTOR,
+                                    name: &prefix,
+                                    entity: &schema.entity,
+                                    ts_ms,
+                                    server_id: hdr.server_id(),
+                                    file: &file,
+                                    pos: log_pos,
+                                    row: idx,
+                                    gtid: gtid.as_deref(),
+                                    db: &schema.db,
+                                    table: &schema.table,
+                                    snapshot: false,
+                                    source_key: &source_key,
+                                };
+                                out.push(encode(&schema, op, before, after, &src, now_ms));
+                            };
+                        // WRITE rows carry only an after image, DELETE only a before image,
+                        // UPDATE both (v1 and v2 events alike).
+                        match (before, after) {
+                            (None, Some(a)) => emit(Op::Create, None, Some(&a), row_idx),
+                            (Some(b), None) => emit(Op::Delete, Some(&b), None, row_idx),
+                            (Some(b), Some(a)) if schema.same_key(&b, &a) => {
+                                emit(Op::Update, Some(&b), Some(&a), row_idx)
+                            }
+                            (Some(b), Some(a)) => {
+                                // The key changed: a delete of the old key, then a create of the
+                                // new one, so that consumers folding by key stay right.
+                                emit(Op::Delete, Some(&b), None, row_idx);
+                                row_idx += 1;
+                                emit(Op::Create, None, Some(&a), row_idx);
+                            }
+                            (None, None) => {
+                                warn!(db = %schema.db, table = %schema.table, file = %file, pos = log_pos, "rows event row without images; skipped");
+                            }
+                        }
+                        row_idx += 1;
+                    }
+                    metrics::counter!("ingest_mysql_rows_decoded_total")
+                        .increment(out.len() as u64);
+                    if !out.is_empty()
+                        && tx
+                            .send(Msg::Changes(schema.topic.clone(), out))
+                            .await
+                            .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Some(EventData::XidEvent(_)) => {
+                    in_txn = false;
+                    let pos = Position {
+                        file: file.clone(),
+                        pos: log_pos,
+                        gtid: gtid.clone(),
+                    };
+                    if tx
+                        .send(Msg::Commit {
+                            pos,
+                            ts: hdr.timestamp(),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                Some(EventData::QueryEvent(q)) => {
+                    let query = q.query();
+                    let trimmed = query.trim();
+                    if trimmed.eq_ignore_ascii_case("BEGIN") {
+                        in_txn = true;
+                    } else if trimmed.eq_ignore_ascii_case("COMMIT") || !in_txn {
+                        if !trimmed.eq_ignore_ascii_case("COMMIT") {
+                            info!(schema = %q.schema(), query = %trimmed.chars().take(200).collect::<String>(), file = %file, pos = log_pos, "DDL");
+                            metrics::counter!("ingest_mysql_ddl_total").increment(1);
+                        }
+                        in_txn = false;
+                        let pos = Position {
+                            file: file.clone(),
+                            pos: log_pos,
+                            gtid: gtid.clone(),
+                        };
+                        if tx
+                            .send(Msg::Commit {
+                                pos,
+                                ts: hdr.timestamp(),
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err(ReadError::Decode {
+            file,
+            pos: 0,
+            reason: "the server ended the binlog stream".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_file_name;
+
+    #[test]
+    fn fake_rotate_names_lose_their_crc() {
+        assert_eq!(
+            clean_file_name(b"mariadb-bin.000003\x12\xab\xcd\xef", true),
+            "mariadb-bin.000003"
+        );
+        assert_eq!(
+            clean_file_name(b"mariadb-bin.000003", true),
+            "mariadb-bin.000003"
+        );
+        assert_eq!(clean_file_name(b"binlog.0001231201", true), "binlog.000123");
+        assert_eq!(clean_file_name(b"binlog.000123", false), "binlog.000123");
+    }
+}
