@@ -550,3 +550,52 @@ async fn kill_dash_9_during_snapshot_and_load_keeps_the_topic_equal_to_the_table
     s.cleanup().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_privileges_stop_the_source_with_a_clear_message() -> Result<()> {
+    let mut s = Scratch::new("mypriv", None).await?;
+    let my = MysqlScratch::new("priv").await?;
+    let user = format!("np{}", rand::random::<u32>());
+    let mut c = my.conn().await?;
+    c.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        .await?;
+    c.query_drop(format!("GRANT SELECT ON `{}`.* TO '{user}'@'%'", my.db))
+        .await?;
+    s.config = config(&s, &my.db, 100)?;
+    let admin = mysql_async::Opts::from_url(&e2e_tests::mysql_admin_url())?;
+    s.extra_env.push((
+        "ETL_INGEST__MYSQL__URL".into(),
+        format!(
+            "mysql://{user}:pw@{}:{}",
+            admin.ip_or_hostname(),
+            admin.tcp_port()
+        ),
+    ));
+    let mut ingest = s.start("ingest")?;
+    let waited = wait_for(
+        Duration::from_secs(30),
+        "the privilege error in the log",
+        || async {
+            Ok(s.log("ingest")
+                .contains("lacks REPLICATION SLAVE")
+                .then_some(()))
+        },
+    )
+    .await;
+    let log = s.log("ingest");
+    ingest.kill9();
+    c.query_drop(format!("DROP USER '{user}'@'%'")).await?;
+    drop(c);
+    my.cleanup().await;
+    s.cleanup().await;
+    waited.map_err(|e| anyhow::anyhow!("{e}\n{log}"))?;
+    assert!(
+        log.contains("GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT"),
+        "the message says what to do:\n{log}"
+    );
+    assert!(
+        log.contains("source stopped"),
+        "a missing privilege is not retried:\n{log}"
+    );
+    Ok(())
+}
