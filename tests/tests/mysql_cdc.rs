@@ -362,6 +362,14 @@ async fn snapshot_then_stream_reproduce_the_tables_exactly() -> Result<()> {
     let mut admin =
         mysql_async::Conn::new(mysql_async::Opts::from_url(&e2e_tests::mysql_admin_url())?).await?;
     wait_caught_up(&s, &mut admin).await?;
+    // Under load the agent may start late enough for its snapshot to see all of the DML
+    // above: one more update, surely after the snapshot (the agent has caught up with the
+    // binlog), gives the streamed-event checks below something to look at.
+    c.query_drop(
+        "UPDATE items SET note = 'after the snapshot' WHERE id <> 100000 ORDER BY id LIMIT 1",
+    )
+    .await?;
+    wait_caught_up(&s, &mut admin).await?;
 
     println!("{events} row changes written while streaming");
     let items = count_records(&s, &my.db, "items", 301)?;
