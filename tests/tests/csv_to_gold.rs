@@ -56,6 +56,7 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(7);
     let mut dlq_expected: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut quarantine_expected = 0i64;
+    let mut nul_rows = 0i64;
     let mut bronze_expected: BTreeMap<&str, i64> = BTreeMap::new();
 
     // Customers: a BOM, stray whitespace and case, a quoted newline, two broken rows.
@@ -205,6 +206,22 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
                 }
             }
         }
+        // A price too large for the warehouse's numeric(12,2): quarantined by silver. A NUL
+        // character, which PostgreSQL cannot store in jsonb: the agent publishes the row (it
+        // is valid UTF-8), the warehouse refuses it, and transform dead-letters that record
+        // alone instead of retrying its batch for ever.
+        f.push(&format!(
+            "{}-BIG,2024-02-02,c001,p1,e1,1,123456789012.00,123456789012.00{eol}",
+            fname
+        ));
+        quarantine_expected += 1;
+        *bronze_expected.entry("sales").or_default() += 1;
+        let nul = '\0';
+        f.push(&format!(
+            "{}-NUL,2024-02-02,c001,p1,e{nul}1,1,1.00,1.00{eol}",
+            fname
+        ));
+        nul_rows += 1;
         // Exact duplicates of some rows, and updates of others (same id, new quantity).
         for i in (0..written.len()).step_by(50) {
             f.push(&format!("{}{eol}", written[i]));
@@ -281,7 +298,8 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
     *bronze_expected.entry("sales").or_default() += 1;
 
     let exp_sales = expected.len() as i64;
-    let exp_dlq = dlq_expected.len() as i64;
+    // Dead letters in the warehouse: the agent's (in the topic) and transform's (NUL rows).
+    let exp_dlq = dlq_expected.len() as i64 + nul_rows;
     wait_for(
         Duration::from_secs(120),
         "silver, quarantine and dead letters to be complete",

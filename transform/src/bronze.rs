@@ -139,7 +139,7 @@ pub async fn load_dead_letters(tx: &Transaction<'_>, rows: &[DeadRow]) -> Result
             .execute(
                 "INSERT INTO bronze.dead_letters (topic, kafka_partition, kafka_offset, source_key, connector, origin, reason, raw)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source_key) DO NOTHING",
-                &[&r.topic, &r.partition, &r.offset, &r.source_key, &r.connector, &r.origin, &r.reason, &r.raw],
+                &[&r.topic, &r.partition, &r.offset, &r.source_key, &r.connector, &r.origin, &r.reason.replace('\0', "\\0"), &r.raw],
             )
             .await
             .map_err(DbError::query("inserting into bronze.dead_letters"))?;

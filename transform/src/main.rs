@@ -80,11 +80,6 @@ async fn connect_retry(url: &str) -> tokio_postgres::Client {
 }
 
 async fn prepare(client: &tokio_postgres::Client) -> anyhow::Result<()> {
-    // Safe for exactly-once: the rows and their Kafka offsets commit in one transaction, so
-    // a commit lost in a PostgreSQL crash is simply consumed again from the older offsets.
-    client
-        .batch_execute("SET synchronous_commit TO off")
-        .await?;
     bronze::prepare_session(client).await?;
     silver::prepare_session(client).await?;
     Ok(())
@@ -141,6 +136,7 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
     info!(group = %settings.transform.group_id, run_id, "transform running");
     let mut totals = BatchStats::default();
     let mut last_beat = Instant::now();
+    let mut prepared = true;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -155,11 +151,25 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         let stats = loop {
             if client.is_closed() {
                 client = connect_retry(&settings.warehouse.url).await;
-                if let Err(e) = prepare(&client).await {
-                    warn!(error = %e, "cannot prepare the warehouse session");
+                prepared = false;
+            }
+            if !prepared {
+                match prepare(&client).await {
+                    Ok(()) => prepared = true,
+                    Err(e) => warn!(error = %e, "cannot prepare the warehouse session"),
                 }
             }
-            match pipeline::process_batch(&mut client, &router, &batch).await {
+            let result = match pipeline::process_batch(&mut client, &router, &batch).await {
+                Err(e) if e.is_data_error() => {
+                    // A record the warehouse refuses (a value out of range, a NUL character...):
+                    // replay the batch record by record and dead-letter the culprit, instead of
+                    // retrying the whole batch for ever.
+                    warn!(error = %e, records = batch.len(), "the warehouse rejected a record of the batch; isolating it");
+                    pipeline::process_one_by_one(&mut client, &router, &batch).await
+                }
+                other => other,
+            };
+            match result {
                 Ok(s) => break s,
                 Err(e) => {
                     health.failing();

@@ -182,6 +182,19 @@ pub async fn process_batch(
             .increment(s.quarantined);
     }
 
+    store_offsets(&tx, router, batch).await?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("committing a batch"))?;
+    Ok(stats)
+}
+
+/// Stores the next offsets of the batch's partitions (never moving one backwards).
+async fn store_offsets(
+    tx: &tokio_postgres::Transaction<'_>,
+    router: &Router,
+    batch: &[OwnedMessage],
+) -> Result<(), DbError> {
     let offsets = crate::consumer::next_offsets(batch);
     let topics: Vec<&str> = offsets.iter().map(|o| o.0.as_str()).collect();
     let parts: Vec<i32> = offsets.iter().map(|o| o.1).collect();
@@ -195,8 +208,56 @@ pub async fn process_batch(
     )
     .await
     .map_err(DbError::query("storing consumer offsets"))?;
-    tx.commit()
-        .await
-        .map_err(DbError::query("committing a batch"))?;
-    Ok(stats)
+    Ok(())
+}
+
+/// Applies a batch record by record, each in its own transaction; a record that the
+/// warehouse refuses (SQLSTATE class 22/23) goes to `bronze.dead_letters` with the reason,
+/// and the batch carries on.
+pub async fn process_one_by_one(
+    client: &mut Client,
+    router: &Router,
+    batch: &[OwnedMessage],
+) -> Result<BatchStats, DbError> {
+    let mut total = BatchStats::default();
+    for m in batch {
+        match process_batch(client, router, std::slice::from_ref(m)).await {
+            Ok(s) => {
+                total.records += s.records;
+                total.bronze_inserted += s.bronze_inserted;
+                total.bronze_duplicates += s.bronze_duplicates;
+                total.dead_letters += s.dead_letters;
+                total.tombstones += s.tombstones;
+                total.silver.upserts += s.silver.upserts;
+                total.silver.deletes += s.silver.deletes;
+                total.silver.quarantined += s.silver.quarantined;
+            }
+            Err(e) if e.is_data_error() => {
+                tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "record refused by the warehouse; dead-lettered");
+                let (source_key, origin) = kafka_origin(m);
+                let dead = DeadRow {
+                    topic: m.topic().into(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    source_key,
+                    connector: "transform".into(),
+                    origin,
+                    reason: format!("the warehouse refused the record: {e}"),
+                    raw: m.payload().unwrap_or_default().to_vec(),
+                };
+                let tx = client
+                    .transaction()
+                    .await
+                    .map_err(DbError::query("starting a dead-letter transaction"))?;
+                total.dead_letters += bronze::load_dead_letters(&tx, &[dead]).await?;
+                store_offsets(&tx, router, std::slice::from_ref(m)).await?;
+                tx.commit()
+                    .await
+                    .map_err(DbError::query("committing a dead letter"))?;
+                total.records += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
 }

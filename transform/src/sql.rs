@@ -23,6 +23,19 @@ pub enum DbError {
     },
 }
 
+impl DbError {
+    /// A data exception or integrity violation (SQLSTATE class 22 or 23): the same input will
+    /// fail again, so retrying is pointless.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            DbError::Query { source, .. } => source
+                .code()
+                .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
+            DbError::Connect { .. } => false,
+        }
+    }
+}
+
 /// The server's own words for a database error (code, message, detail), not just "db error".
 pub fn pg_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

@@ -53,6 +53,8 @@ pub struct Field {
     pub clean: Clean,
     pub required: bool,
     pub check: Option<Check>,
+    /// Digits allowed before the decimal point (a `numeric(p, s)` column allows p - s).
+    pub int_digits: Option<u32>,
 }
 
 impl Field {
@@ -63,7 +65,13 @@ impl Field {
             clean,
             required: false,
             check: None,
+            int_digits: None,
         }
+    }
+    /// Values with more integer digits are rejected (the column could not hold them).
+    pub const fn int_digits(mut self, digits: u32) -> Self {
+        self.int_digits = Some(digits);
+        self
     }
     pub const fn required(mut self) -> Self {
         self.required = true;
@@ -267,6 +275,18 @@ impl Mapping {
                         }
                     }
                     FieldType::Decimal => match self.parse_decimal(&s) {
+                        Some(d)
+                            if field.int_digits.is_some_and(|n| {
+                                d.trunc().abs() >= Decimal::from(10u64.pow(n))
+                            }) =>
+                        {
+                            errors.push(format!(
+                                "{} {s:?} is out of range (at most {} digits before the decimal point; column {col:?})",
+                                field.name,
+                                field.int_digits.unwrap_or_default()
+                            ));
+                            Value::Null
+                        }
                         Some(d) => Value::Decimal(d),
                         None => {
                             errors.push(format!(

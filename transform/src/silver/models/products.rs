@@ -8,7 +8,9 @@ pub const MODEL: Model = Model {
         Field::new("product_id", Text, Upper).required(),
         Field::new("product_name", Text, Collapse),
         Field::new("category", Text, Title),
-        Field::new("unit_price", Decimal, Collapse).check(Check::NonNegative),
+        Field::new("unit_price", Decimal, Collapse)
+            .check(Check::NonNegative)
+            .int_digits(10),
     ],
     derive: None,
 };

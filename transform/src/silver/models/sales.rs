@@ -14,8 +14,12 @@ pub const MODEL: Model = Model {
         Field::new("quantity", Int, Collapse)
             .required()
             .check(Check::Positive),
-        Field::new("unit_price", Decimal, Collapse).check(Check::NonNegative),
-        Field::new("amount", Decimal, Collapse).check(Check::NonNegative),
+        Field::new("unit_price", Decimal, Collapse)
+            .check(Check::NonNegative)
+            .int_digits(10),
+        Field::new("amount", Decimal, Collapse)
+            .check(Check::NonNegative)
+            .int_digits(12),
     ],
     derive: Some(derive_amount),
 };
@@ -26,7 +30,13 @@ fn derive_amount(values: &mut [Value]) -> Result<(), String> {
     if values[7] == Value::Null {
         match (&values[5], &values[6]) {
             (Value::Int(q), Value::Decimal(p)) => {
-                values[7] = Value::Decimal((rust_decimal::Decimal::from(*q) * p).round_dp(2));
+                let amount = (rust_decimal::Decimal::from(*q) * p).round_dp(2);
+                if amount.abs() >= rust_decimal::Decimal::from(10u64.pow(12)) {
+                    return Err(format!(
+                        "amount {amount} (quantity x unit_price) is out of range"
+                    ));
+                }
+                values[7] = Value::Decimal(amount);
             }
             _ => return Err("missing amount, and no quantity and unit_price to compute it".into()),
         }
