@@ -77,8 +77,18 @@ pub struct DeadLetter {
     pub raw_base64: String,
     /// The original bytes as text, when they are valid UTF-8.
     pub raw_text: Option<String>,
+    /// Length of the original record; `raw_*` hold only its first
+    /// [`DEAD_LETTER_RAW_LIMIT`] bytes when `raw_truncated` is true.
+    #[serde(default)]
+    pub raw_length: u64,
+    #[serde(default)]
+    pub raw_truncated: bool,
     pub ts_ms: i64,
 }
+
+/// Bytes of the original record kept in a dead letter: enough to diagnose it, small enough
+/// for the dead letter itself to fit in a Kafka message.
+pub const DEAD_LETTER_RAW_LIMIT: usize = 256 * 1024;
 
 /// Where a dead letter came from.
 #[derive(Debug, Clone)]
@@ -98,6 +108,9 @@ impl DeadLetter {
         raw: &[u8],
         ts_ms: i64,
     ) -> Self {
+        let raw_length = raw.len() as u64;
+        let raw_truncated = raw.len() > DEAD_LETTER_RAW_LIMIT;
+        let raw = &raw[..raw.len().min(DEAD_LETTER_RAW_LIMIT)];
         DeadLetter {
             reason: reason.into(),
             connector: origin.connector.to_string(),
@@ -107,6 +120,8 @@ impl DeadLetter {
             source_key: origin.source_key,
             raw_base64: base64::engine::general_purpose::STANDARD.encode(raw),
             raw_text: std::str::from_utf8(raw).ok().map(str::to_string),
+            raw_length,
+            raw_truncated,
             ts_ms,
         }
     }

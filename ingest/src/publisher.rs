@@ -63,6 +63,7 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 pub struct Publisher {
     producer: FutureProducer,
     settings: KafkaSettings,
+    max_message_bytes: usize,
 }
 
 /// Acknowledgements of the records sent since the batch was created.
@@ -119,9 +120,15 @@ impl Publisher {
             brokers: settings.brokers.clone(),
             source,
         })?;
+        let max_message_bytes = settings
+            .client
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
         Ok(Publisher {
             producer,
             settings: settings.clone(),
+            max_message_bytes,
         })
     }
 
@@ -188,6 +195,12 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Largest record (key + value + overhead) the producer accepts
+    /// (`message.max.bytes`); a source dead-letters a larger one instead of failing on it.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_message_bytes.saturating_sub(1024)
     }
 
     /// Waits up to `timeout` for every queued record to be delivered.

@@ -92,6 +92,14 @@ fn read_head(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Opens `path` only if it is still the file known as `id` (`<device>:<inode>`): a file
+/// replaced or rotated between two chunks must not be read at the old one's position.
+fn open_same(path: &Path, id: &str) -> std::io::Result<Option<File>> {
+    let f = File::open(path)?;
+    let md = f.metadata()?;
+    Ok((format!("{}:{}", md.dev(), md.ino()) == id).then_some(f))
+}
+
 /// A row image: header names to field values, serialized as a JSON object.
 struct Row<'a> {
     names: &'a [String],
@@ -404,8 +412,12 @@ impl CsvSource {
             .settings
             .chunk_bytes
             .max(2 * self.settings.max_record_bytes + 1);
-        let mut f =
-            File::open(&fs.path).map_err(io_err(format!("cannot open {}", fs.path.display())))?;
+        let Some(mut f) = open_same(&fs.path, id)
+            .map_err(io_err(format!("cannot open {}", fs.path.display())))?
+        else {
+            // Replaced or rotated since the scan started: the next scan sorts it out.
+            return Ok(None);
+        };
         f.seek(SeekFrom::Start(start_offset))
             .map_err(io_err(format!("cannot seek {}", fs.path.display())))?;
         buf.clear();
@@ -430,6 +442,7 @@ impl CsvSource {
         let path_str = fs.path.to_string_lossy().into_owned();
         // Keys and values of the whole chunk, back to back in one buffer: no allocation per
         // row.
+        let max_bytes = ctx.publisher.max_record_bytes();
         let consumed = splitter.split(buf, |item| {
             let (rec_start, raw, nl_before, nl, fields) = match item {
                 Item::Record(r) => (
@@ -464,7 +477,7 @@ impl CsvSource {
                 )),
                 Some(fields) => build_row(header, &fields),
             };
-            match verdict {
+            let verdict: Result<(), String> = match verdict {
                 Ok(values) => {
                     let idx = header.key_idx.as_ref().expect("checked in build_row");
                     let k0 = arena.len();
@@ -493,9 +506,20 @@ impl CsvSource {
                         },
                     )
                     .expect("envelope serializes");
-                    out.push((false, k0..k1, k1..arena.len()));
+                    if arena.len() - k0 <= max_bytes {
+                        out.push((false, k0..k1, k1..arena.len()));
+                        return;
+                    }
+                    // Too large for a Kafka message: dead-letter it (truncated) instead.
+                    let size = arena.len() - k0;
+                    arena.truncate(k0);
+                    Err(format!(
+                        "the change event would be {size} bytes, over the producer's limit of {max_bytes} (raise kafka.client.\"message.max.bytes\" on the producer and the broker)"
+                    ))
                 }
-                Err(reason) => {
+                Err(reason) => Err(reason),
+            };
+            if let Err(reason) = verdict {
                     let source_key = csv_source_key(&fs.file_id, offset);
                     let origin = serde_json::json!({
                         "file": path_str, "file_id": fs.file_id, "line": rec_line, "offset": offset,
@@ -517,7 +541,6 @@ impl CsvSource {
                     let k1 = arena.len();
                     serde_json::to_writer(&mut *arena, &dl).expect("dead letter serializes");
                     out.push((true, k0..k1, k1..arena.len()));
-                }
             }
         });
         if consumed == 0 {
@@ -561,6 +584,18 @@ impl CsvSource {
         };
         fs.offset = p.offset;
         fs.line = p.line;
+        // The head first hashed may have been short (a file seen while being written): widen
+        // it as the file grows, so that a rewrite with the same first bytes is still caught.
+        if fs.head_len < HEAD_BYTES && fs.offset > fs.head_len {
+            let len = fs.offset.min(HEAD_BYTES);
+            if let Ok(Some(mut f)) = open_same(&fs.path, id) {
+                let mut head = vec![0u8; len as usize];
+                if f.read_exact(&mut head).is_ok() {
+                    fs.head_len = len;
+                    fs.head_hash = fnv1a(&head);
+                }
+            }
+        }
         cp.save(state)?;
         metrics::counter!("ingest_rows_published_total", "source" => "csv", "entity" => entity.name.clone()).increment(p.rows);
         metrics::counter!("ingest_dead_letters_total", "source" => "csv", "entity" => entity.name.clone()).increment(p.dead);
