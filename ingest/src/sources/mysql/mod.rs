@@ -277,6 +277,9 @@ impl MysqlSource {
             prefix: ctx.topic_prefix.clone(),
             filter: self.filter.clone(),
             publisher: ctx.publisher.clone(),
+            dlq: etl_contract::dead_letter_topic(&ctx.topic_prefix)
+                .map_err(|e| SourceError::Config(e.to_string()))?
+                .into(),
             tx,
         };
         let mut handle = tokio::spawn(reader.run());

@@ -9,7 +9,7 @@ use super::settings::TableFilter;
 use super::values::{render, Kind, Out};
 use super::Position;
 use crate::publisher::Publisher;
-use etl_contract::Op;
+use etl_contract::{DeadLetter, DeadLetterOrigin, Op};
 use futures::StreamExt;
 use mysql_async::binlog::events::EventData;
 use mysql_async::binlog::value::BinlogValue;
@@ -73,6 +73,8 @@ pub struct Reader {
     pub prefix: String,
     pub filter: TableFilter,
     pub publisher: Publisher,
+    /// `<prefix>.dlq`, for events that cannot be decoded.
+    pub dlq: Arc<str>,
     pub tx: mpsc::Sender<Msg>,
 }
 
@@ -124,6 +126,69 @@ fn row_values(
     Ok(out)
 }
 
+/// Where an undecodable binlog event (or one row of it) came from.
+pub struct BadEvent<'a> {
+    pub server_id: u32,
+    pub file: &'a str,
+    /// End position of the event (`log_pos`), as in the source keys of change events.
+    pub pos: u64,
+    pub event_type: u8,
+    /// `(db, table)` when the table is known.
+    pub table: Option<(&'a str, &'a str)>,
+    /// Index of the row in the rows event (the same numbering as change events' `row`);
+    /// `None` when the whole event could not be read.
+    pub row: Option<u32>,
+}
+
+/// A binlog event or row that cannot be turned into a change event, as a dead letter for
+/// `<prefix>.dlq`: the reason, the table, binlog file, position and row index, and the raw
+/// event body. Its key is its source key, `<server_id>:<file>:<pos>:<row>` (`event` instead
+/// of a row index for a whole event), so that a dead letter re-sent after a crash is stored
+/// once. Bad input goes there and the stream carries on; the checkpoint moves past it with
+/// its transaction, after the broker acknowledged the dead letter.
+pub fn dead_letter(
+    prefix: &str,
+    bad: &BadEvent<'_>,
+    reason: &str,
+    raw: &[u8],
+    now_ms: i64,
+) -> Encoded {
+    let row = bad
+        .row
+        .map_or_else(|| "event".to_string(), |r| r.to_string());
+    let source_key = format!("{}:{}:{}:{row}", bad.server_id, bad.file, bad.pos);
+    let entity = bad
+        .table
+        .map(|(db, table)| super::schema::entity_name(db, table));
+    let position = serde_json::json!({
+        "server_id": bad.server_id,
+        "file": bad.file,
+        "pos": bad.pos,
+        "row": bad.row,
+        "event_type": bad.event_type,
+        "db": bad.table.map(|t| t.0),
+        "table": bad.table.map(|t| t.1),
+    });
+    let dl = DeadLetter::new(
+        reason,
+        DeadLetterOrigin {
+            connector: CONNECTOR,
+            name: prefix,
+            entity: entity.as_deref(),
+            position,
+            source_key: source_key.clone(),
+        },
+        raw,
+        now_ms,
+    );
+    metrics::counter!("ingest_mysql_dead_letters_total").increment(1);
+    warn!(file = %bad.file, pos = bad.pos, row = ?bad.row, table = ?bad.table, reason, "binlog event dead-lettered");
+    Encoded {
+        key: source_key.into_bytes(),
+        payload: serde_json::to_vec(&dl).unwrap_or_default(),
+    }
+}
+
 impl Reader {
     pub async fn run(self) -> Result<(), ReadError> {
         let Reader {
@@ -135,6 +200,7 @@ impl Reader {
             prefix,
             filter,
             publisher,
+            dlq,
             tx,
         } = self;
         let stream_err = |file: &str, pos: u64| {
@@ -195,11 +261,35 @@ impl Reader {
                 }
                 _ => {}
             }
-            let data = ev.read_data().map_err(|e| ReadError::Decode {
-                file: file.clone(),
-                pos: log_pos,
-                reason: e.to_string(),
-            })?;
+            let data = match ev.read_data() {
+                Ok(d) => d,
+                Err(e) => {
+                    // Bad input: dead-letter the whole event and carry on.
+                    let bad = BadEvent {
+                        server_id: hdr.server_id(),
+                        file: &file,
+                        pos: log_pos,
+                        event_type: hdr.event_type_raw(),
+                        table: None,
+                        row: None,
+                    };
+                    let reason = format!(
+                        "cannot decode binlog event of type {}: {e}",
+                        hdr.event_type_raw()
+                    );
+                    let dl = dead_letter(
+                        &prefix,
+                        &bad,
+                        &reason,
+                        ev.data(),
+                        chrono::Utc::now().timestamp_millis(),
+                    );
+                    if tx.send(Msg::Changes(dlq.clone(), vec![dl])).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
             match data {
                 Some(EventData::RotateEvent(r)) => {
                     let name = clean_file_name(r.name_raw(), hdr.timestamp() == 0);
@@ -247,31 +337,55 @@ impl Reader {
                     let Some(Some(schema)) = tables.get(&id).cloned() else {
                         continue;
                     };
-                    let Some(tme) = stream.get_tme(id) else {
-                        return Err(ReadError::Decode {
-                            file,
-                            pos: log_pos,
-                            reason: format!("rows event for unknown table id {id}"),
-                        });
-                    };
-                    let decode_err = |reason: String| ReadError::Decode {
-                        file: file.clone(),
-                        pos: log_pos,
-                        reason: format!("{}.{}: {reason}", schema.db, schema.table),
-                    };
                     let ts_ms = hdr.timestamp() as i64 * 1000;
                     let now_ms = chrono::Utc::now().timestamp_millis();
+                    let mut dead = Vec::new();
+                    let mut bad_row = |row: Option<u32>, reason: String| {
+                        let bad = BadEvent {
+                            server_id: hdr.server_id(),
+                            file: &file,
+                            pos: log_pos,
+                            event_type: hdr.event_type_raw(),
+                            table: Some((&schema.db, &schema.table)),
+                            row,
+                        };
+                        dead.push(dead_letter(&prefix, &bad, &reason, ev.data(), now_ms));
+                    };
+                    let Some(tme) = stream.get_tme(id) else {
+                        bad_row(None, format!("rows event for table id {id}, whose TABLE_MAP the decoder does not hold"));
+                        if tx.send(Msg::Changes(dlq.clone(), dead)).await.is_err() {
+                            return Ok(());
+                        }
+                        continue;
+                    };
                     let mut out = Vec::new();
                     let mut row_idx: u32 = 0;
                     for row in r.rows(tme) {
-                        let (before, after) = row.map_err(|e| decode_err(e.to_string()))?;
-                        let before = match before {
-                            Some(mut b) => Some(row_values(&schema, &mut b).map_err(decode_err)?),
-                            None => None,
+                        let (before, after) = match row {
+                            Ok(images) => images,
+                            Err(e) => {
+                                // The rest of the event cannot be parsed past a broken row.
+                                bad_row(Some(row_idx), format!("{}.{}: row {row_idx} and the rows after it in this event cannot be parsed: {e}", schema.db, schema.table));
+                                break;
+                            }
                         };
-                        let after = match after {
-                            Some(mut a) => Some(row_values(&schema, &mut a).map_err(decode_err)?),
-                            None => None,
+                        let images = (
+                            before.map(|mut b| row_values(&schema, &mut b)).transpose(),
+                            after.map(|mut a| row_values(&schema, &mut a)).transpose(),
+                        );
+                        let (before, after) = match images {
+                            (Ok(b), Ok(a)) => (b, a),
+                            (Err(reason), _) | (_, Err(reason)) => {
+                                bad_row(
+                                    Some(row_idx),
+                                    format!(
+                                        "{}.{}: row {row_idx}: {reason}",
+                                        schema.db, schema.table
+                                    ),
+                                );
+                                row_idx += 1;
+                                continue;
+                            }
                         };
                         let mut emit =
                             |op: Op, before: Option<&[Out]>, after: Option<&[Out]>, idx: u32| {
@@ -318,6 +432,9 @@ impl Reader {
                     }
                     metrics::counter!("ingest_mysql_rows_decoded_total")
                         .increment(out.len() as u64);
+                    if !dead.is_empty() && tx.send(Msg::Changes(dlq.clone(), dead)).await.is_err() {
+                        return Ok(());
+                    }
                     if !out.is_empty()
                         && tx
                             .send(Msg::Changes(schema.topic.clone(), out))
@@ -386,7 +503,95 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use super::clean_file_name;
+    use super::{clean_file_name, dead_letter, row_values, BadEvent};
+    use crate::sources::mysql::schema::TableSchema;
+    use crate::sources::mysql::values::Kind;
+    use etl_contract::DeadLetter;
+    use mysql_async::binlog::row::BinlogRow;
+    use mysql_async::binlog::value::BinlogValue;
+    use mysql_async::consts::ColumnType;
+    use mysql_async::{Column, Value};
+    use std::sync::Arc;
+
+    fn schema() -> TableSchema {
+        TableSchema {
+            db: "shop".into(),
+            table: "orders".into(),
+            entity: "shop_orders".into(),
+            topic: "p.mysql.shop_orders".into(),
+            names: vec!["id".into(), "qty".into()],
+            kinds: vec![Kind::Int, Kind::Int],
+            pk: vec![0],
+        }
+    }
+
+    fn row(values: Vec<Value>) -> BinlogRow {
+        let columns: Arc<[Column]> = values
+            .iter()
+            .map(|_| Column::new(ColumnType::MYSQL_TYPE_LONG))
+            .collect();
+        BinlogRow::new(
+            values
+                .into_iter()
+                .map(|v| Some(BinlogValue::Value(v)))
+                .collect(),
+            columns,
+        )
+    }
+
+    /// A value the decoder cannot render (an INT column holding bytes) is an error naming
+    /// the column, and becomes a dead letter that carries the table, file, position, row
+    /// index, the raw event and the reason: the stream does not stop on it.
+    #[test]
+    fn an_undecodable_row_becomes_a_dead_letter() {
+        let s = schema();
+        let ok = row_values(&s, &mut row(vec![Value::Int(1), Value::Int(5)])).unwrap();
+        assert_eq!(ok.len(), 2);
+        let reason = row_values(
+            &s,
+            &mut row(vec![Value::Int(2), Value::Bytes(b"\xff\xfe".to_vec())]),
+        )
+        .unwrap_err();
+        assert!(reason.contains("column qty"), "{reason}");
+        let raw = b"\x01\x02 raw rows event body \xff";
+        let bad = BadEvent {
+            server_id: 7,
+            file: "mariadb-bin.000042",
+            pos: 1234,
+            event_type: 30,
+            table: Some(("shop", "orders")),
+            row: Some(3),
+        };
+        let e = dead_letter("p", &bad, &reason, raw, 99);
+        assert_eq!(e.key, b"7:mariadb-bin.000042:1234:3");
+        let dl: DeadLetter = serde_json::from_slice(&e.payload).unwrap();
+        assert_eq!(dl.connector, "mysql");
+        assert_eq!(dl.name, "p");
+        assert_eq!(dl.entity.as_deref(), Some("shop_orders"));
+        assert_eq!(dl.reason, reason);
+        assert_eq!(dl.source_key, "7:mariadb-bin.000042:1234:3");
+        assert_eq!(dl.origin["file"], "mariadb-bin.000042");
+        assert_eq!(dl.origin["pos"], 1234);
+        assert_eq!(dl.origin["row"], 3);
+        assert_eq!(dl.origin["db"], "shop");
+        assert_eq!(dl.origin["table"], "orders");
+        assert_eq!(dl.origin["event_type"], 30);
+        assert_eq!(dl.raw().unwrap(), raw.to_vec());
+        assert_eq!(dl.raw_length, raw.len() as u64);
+        assert_eq!(dl.ts_ms, 99);
+
+        // A whole event that cannot be read: no table, no row index.
+        let whole = BadEvent {
+            table: None,
+            row: None,
+            ..bad
+        };
+        let e = dead_letter("p", &whole, "cannot decode", raw, 99);
+        assert_eq!(e.key, b"7:mariadb-bin.000042:1234:event");
+        let dl: DeadLetter = serde_json::from_slice(&e.payload).unwrap();
+        assert_eq!(dl.entity, None);
+        assert!(dl.origin["row"].is_null());
+    }
 
     #[test]
     fn fake_rotate_names_lose_their_crc() {
