@@ -11,7 +11,7 @@ mod snapshot;
 mod stream;
 mod values;
 
-pub use settings::{MysqlSettings, SnapshotMode};
+pub use settings::{MysqlSettings, ResumeMode, SnapshotMode};
 
 use super::{Source, SourceContext, SourceError};
 use crate::checkpoint::CheckpointFile;
@@ -216,15 +216,28 @@ impl MysqlSource {
         let mut conn = self.connect().await?;
         self.check_server(&mut conn).await?;
         let mode = self.settings.snapshot_mode;
+        let mut from_gtid: Option<String> = None;
         if let Some(p) = state.position.clone() {
-            if !self.binlog_exists(&mut conn, &p.file).await? {
+            let gtid = p.gtid.as_deref().filter(|g| mariadb_gtid(g));
+            let exists = self.binlog_exists(&mut conn, &p.file).await?;
+            if self.settings.resume == ResumeMode::Gtid && gtid.is_none() && exists {
+                warn!(file = %p.file, pos = p.pos, gtid = ?p.gtid, "resume = \"gtid\" but the checkpoint holds no MariaDB GTID (domain-server-seq) yet: resuming from its file and position");
+            }
+            if let Some(g) = gtid.filter(|_| self.settings.resume == ResumeMode::Gtid || !exists) {
+                if exists {
+                    info!(gtid = %g, file = %p.file, pos = p.pos, "resume = \"gtid\": resuming from the checkpoint's GTID");
+                } else {
+                    warn!(gtid = %g, file = %p.file, pos = p.pos, "the checkpoint's binlog file was purged from the server: resuming from the checkpoint's GTID");
+                }
+                from_gtid = Some(g.to_string());
+            } else if !exists {
                 if mode == SnapshotMode::WhenNeeded {
                     warn!(file = %p.file, pos = p.pos, "the checkpoint's binlog file was purged from the server; snapshot_mode when_needed: taking a new snapshot");
                     state = MysqlCheckpoint::default();
                     cp.save(&state)?;
                 } else {
                     return Err(SourceError::Config(format!(
-                        "the checkpoint's binlog file {} is no longer on {} (purged); changes since then are lost to the binlog. Set snapshot_mode = \"when_needed\" to take a new snapshot automatically, or move {} away to start over",
+                        "the checkpoint's binlog file {} is no longer on {} (purged) and the checkpoint holds no MariaDB GTID to resume from; changes since then are lost to the binlog. Set snapshot_mode = \"when_needed\" to take a new snapshot automatically, or move {} away to start over",
                         p.file,
                         self.server,
                         cp.path().display()
@@ -257,7 +270,7 @@ impl MysqlSource {
             }
             return Ok(());
         }
-        self.stream(&ctx, &cp, &mut state).await
+        self.stream(&ctx, &cp, &mut state, from_gtid).await
     }
 
     async fn stream(
@@ -265,6 +278,7 @@ impl MysqlSource {
         ctx: &SourceContext,
         cp: &CheckpointFile,
         state: &mut MysqlCheckpoint,
+        from_gtid: Option<String>,
     ) -> Result<(), SourceError> {
         let start = state.position.clone().unwrap_or_default();
         let (tx, mut rx) = mpsc::channel::<Msg>(256);
@@ -274,6 +288,7 @@ impl MysqlSource {
             server_id: self.settings.server_id,
             heartbeat_ms: self.settings.heartbeat_interval_ms,
             start,
+            from_gtid,
             prefix: ctx.topic_prefix.clone(),
             filter: self.filter.clone(),
             publisher: ctx.publisher.clone(),
@@ -388,6 +403,16 @@ impl MysqlSource {
     }
 }
 
+/// A MariaDB GTID, `domain-server-seq` (decimal numbers): the form `@slave_connect_state`
+/// takes. A MySQL GTID (`uuid:gno`) is not one.
+fn mariadb_gtid(g: &str) -> bool {
+    let parts: Vec<&str> = g.split('-').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl Source for MysqlSource {
     fn name(&self) -> &'static str {
         "mysql"
@@ -403,5 +428,20 @@ impl Source for MysqlSource {
 
     fn run(&self, ctx: SourceContext) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(self.run_loop(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mariadb_gtid;
+
+    #[test]
+    fn only_mariadb_gtids_are_used_to_resume() {
+        assert!(mariadb_gtid("0-1-42"));
+        assert!(mariadb_gtid("12-3401-18446744073709551615"));
+        assert!(!mariadb_gtid("3e11fa47-71ca-11e1-9e33-c80aa9429562:23"));
+        assert!(!mariadb_gtid("0-1"));
+        assert!(!mariadb_gtid("0-1-2'; DROP TABLE x; --"));
+        assert!(!mariadb_gtid("0--2"));
     }
 }

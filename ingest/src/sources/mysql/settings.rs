@@ -17,6 +17,19 @@ pub enum SnapshotMode {
     WhenNeeded,
 }
 
+/// Where streaming resumes from a checkpoint.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeMode {
+    /// The checkpoint's binlog file and position; its MariaDB GTID when that file was
+    /// purged from the server.
+    #[default]
+    Position,
+    /// The checkpoint's MariaDB GTID (`SET @slave_connect_state`, strict mode): independent
+    /// of file names, so it survives a purge or a failover to a server with other files.
+    Gtid,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct MysqlSettings {
     /// `mysql://user:password@host:port` of the server whose binlog is read.
@@ -33,6 +46,9 @@ pub struct MysqlSettings {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// `position` (default) or `gtid` (MariaDB): how streaming resumes from a checkpoint.
+    #[serde(default)]
+    pub resume: ResumeMode,
     /// Rows read per primary-key chunk during the snapshot (published, acknowledged, then
     /// checkpointed).
     #[serde(default = "default_chunk_rows")]

@@ -70,6 +70,9 @@ pub struct Reader {
     pub server_id: u32,
     pub heartbeat_ms: u64,
     pub start: Position,
+    /// Resume from this MariaDB GTID (`domain-server-seq`, the last transaction already
+    /// published) instead of `start`'s file and position.
+    pub from_gtid: Option<String>,
     pub prefix: String,
     pub filter: TableFilter,
     pub publisher: Publisher,
@@ -197,6 +200,7 @@ impl Reader {
             server_id,
             heartbeat_ms,
             start,
+            from_gtid,
             prefix,
             filter,
             publisher,
@@ -221,16 +225,39 @@ impl Reader {
         ))
         .await
         .map_err(stream_err(&start.file, start.pos))?;
+        // MariaDB GTID resume: the server starts after the given GTID, from the file that
+        // holds it (file "" and position 4 are placeholders; the first ROTATE names the file).
+        let (req_file, req_pos) = match &from_gtid {
+            Some(g) => {
+                for q in [
+                    format!("SET @slave_connect_state='{g}'"),
+                    "SET @slave_gtid_strict_mode=1".to_string(),
+                ] {
+                    conn.query_drop(q)
+                        .await
+                        .map_err(stream_err(&format!("GTID {g}"), 4))?;
+                }
+                (String::new(), 4)
+            }
+            None => (start.file.clone(), start.pos),
+        };
         let mut stream = conn
             .get_binlog_stream(
                 BinlogStreamRequest::new(server_id)
-                    .with_filename(start.file.as_bytes())
-                    .with_pos(start.pos),
+                    .with_filename(req_file.as_bytes())
+                    .with_pos(req_pos),
             )
             .await
-            .map_err(stream_err(&start.file, start.pos))?;
-        info!(file = %start.file, pos = start.pos, gtid = ?start.gtid, server_id, "binlog stream opened");
-        let mut file = start.file.clone();
+            .map_err(stream_err(
+                if from_gtid.is_some() {
+                    "(GTID resume)"
+                } else {
+                    &start.file
+                },
+                req_pos,
+            ))?;
+        info!(file = %start.file, pos = start.pos, gtid = ?start.gtid, from_gtid = ?from_gtid, server_id, "binlog stream opened");
+        let mut file = req_file;
         let mut gtid: Option<String> = start.gtid.clone();
         let mut in_txn = false;
         let mut tables: HashMap<u64, Option<Arc<TableSchema>>> = HashMap::new();
