@@ -34,7 +34,7 @@ pub enum Msg {
 /// Errors of the reader.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("binlog stream from {file}:{pos} on {server}: {source} (check that the server is up and that the position still exists: SHOW BINARY LOGS)")]
+    #[error("binlog stream from {file}:{pos} on {server}: {source} (check that the server is up and that the position still exists: SHOW BINARY LOGS; when it was purged, set snapshot_mode = \"when_needed\" and move the checkpoint away to take a new snapshot)")]
     Stream {
         server: String,
         file: String,
@@ -55,11 +55,17 @@ pub enum ReadError {
 }
 
 impl ReadError {
-    /// A schema problem (no column names) does not go away by retrying.
+    /// A schema problem (no column names) does not go away by retrying, nor does a resume
+    /// point the server no longer holds (error 1236: the file, or with a GTID resume the
+    /// GTID's binlog, was purged); connection and broker errors do.
     pub fn retryable(&self) -> bool {
         !matches!(
             self,
             ReadError::Schema(super::schema::SchemaError::NoColumnNames { .. })
+                | ReadError::Stream {
+                    source: mysql_async::Error::Server(mysql_async::ServerError { code: 1236, .. }),
+                    ..
+                }
         )
     }
 }
@@ -618,6 +624,28 @@ mod tests {
         let dl: DeadLetter = serde_json::from_slice(&e.payload).unwrap();
         assert_eq!(dl.entity, None);
         assert!(dl.origin["row"].is_null());
+    }
+
+    #[test]
+    fn a_purged_resume_point_stops_other_stream_errors_are_retried() {
+        let err = |code| super::ReadError::Stream {
+            server: "db:3306".into(),
+            file: "(GTID resume)".into(),
+            pos: 4,
+            source: mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "purged".into(),
+                state: "HY000".into(),
+            }),
+        };
+        assert!(!err(1236).retryable());
+        assert!(err(2013).retryable());
+        assert!(super::ReadError::Decode {
+            file: "f".into(),
+            pos: 0,
+            reason: "the server ended the binlog stream".into()
+        }
+        .retryable());
     }
 
     #[test]
