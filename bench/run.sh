@@ -3,12 +3,14 @@
 #   1. csv->kafka     ingest vs. bench-produce (lines as-is, same producer settings)
 #   2. kafka->bronze  transform vs. psql \copy of the same bronze rows
 #   3. latency        CSV append -> row in gold.fact_sales, vs. a minimal tail->kafka->INSERT
+#   4./5. binlog      bench/mysql.sh: binlog->kafka catch-up vs. decode-only, and binlog lag
 # See bench/README.md. Every run uses its own topic prefix, consumer group, scratch database,
 # metrics ports and temporary folder, so it never touches a running demo or another run.
 #
 # Environment: BENCH_ROWS (200000), BENCH_LATENCY_RATE (5000), BENCH_LATENCY_SECS (20),
 #   BENCH_KEEP=1 (keep the database, topics and temp folder), BENCH_BUILD=1 (rebuild ingest
-#   and transform too), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_BROKERS.
+#   and transform too), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_BROKERS,
+#   BENCH_MYSQL=0 (skip bench/mysql.sh; its own settings are described there).
 # Exit status: 0 when every benchmark ran (goals met or not), 1 when one could not run.
 set -euo pipefail
 
@@ -204,3 +206,15 @@ echo
 mkdir -p "$CACHE/bench"
 cp "$OUT/latest.json" "$CACHE/bench/latest.json"
 echo "results: $OUT/latest.json (also $CACHE/bench/latest.json)"
+
+# ---------------------------------------------------------------- 4./5. MySQL binlog
+if [ "${BENCH_MYSQL:-1}" != 0 ]; then
+    # The CSV pipeline is done: stop it, so that the binlog benchmarks have the cores.
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    done
+    echo
+    BENCH_MYSQL_OUT="$OUT" BENCH_MYSQL_SKIP_BUILD=1 bash "$ROOT/bench/mysql.sh" \
+        || die "the MySQL binlog benchmarks could not run (BENCH_MYSQL=0 skips them)"
+fi
