@@ -323,6 +323,7 @@ impl Reader {
                     continue;
                 }
             };
+            let mut committed = false;
             match data {
                 Some(EventData::RotateEvent(r)) => {
                     let name = clean_file_name(r.name_raw(), hdr.timestamp() == 0);
@@ -479,21 +480,7 @@ impl Reader {
                 }
                 Some(EventData::XidEvent(_)) => {
                     in_txn = false;
-                    let pos = Position {
-                        file: file.clone(),
-                        pos: log_pos,
-                        gtid: gtid.clone(),
-                    };
-                    if tx
-                        .send(Msg::Commit {
-                            pos,
-                            ts: hdr.timestamp(),
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
+                    committed = true;
                 }
                 Some(EventData::QueryEvent(q)) => {
                     let query = q.query();
@@ -506,24 +493,29 @@ impl Reader {
                             metrics::counter!("ingest_mysql_ddl_total").increment(1);
                         }
                         in_txn = false;
-                        let pos = Position {
-                            file: file.clone(),
-                            pos: log_pos,
-                            gtid: gtid.clone(),
-                        };
-                        if tx
-                            .send(Msg::Commit {
-                                pos,
-                                ts: hdr.timestamp(),
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return Ok(());
-                        }
+                        committed = true;
                     }
                 }
                 _ => {}
+            }
+            // A transaction's end (XID, COMMIT) or a standalone statement (DDL): the only
+            // places a checkpoint is safe.
+            if committed {
+                let pos = Position {
+                    file: file.clone(),
+                    pos: log_pos,
+                    gtid: gtid.clone(),
+                };
+                if tx
+                    .send(Msg::Commit {
+                        pos,
+                        ts: hdr.timestamp(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
             }
         }
         Err(ReadError::Decode {
