@@ -3,7 +3,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
 
-/// Kind of change, as in Debezium: `c` create, `u` update, `d` delete, `r` read (snapshot).
+/// Kind of change, as in Debezium: `c` create, `u` update, `d` delete, `r` read (snapshot);
+/// and `s`, a schema change of a database table (its `after` holds the table's columns from
+/// then on; see docs/change-events.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     #[serde(rename = "c")]
@@ -14,6 +16,8 @@ pub enum Op {
     Delete,
     #[serde(rename = "r")]
     Read,
+    #[serde(rename = "s")]
+    Schema,
 }
 
 impl Op {
@@ -23,6 +27,7 @@ impl Op {
             Op::Update => "u",
             Op::Delete => "d",
             Op::Read => "r",
+            Op::Schema => "s",
         }
     }
 }
@@ -189,7 +194,7 @@ impl<'a> EnvelopeIn<'a> {
             Op::Delete if env.before.is_none() => {
                 return Err(ContractError::Invalid("op d without a before image".into()))
             }
-            Op::Create | Op::Update | Op::Read if env.after.is_none() => {
+            Op::Create | Op::Update | Op::Read | Op::Schema if env.after.is_none() => {
                 return Err(ContractError::Invalid(format!(
                     "op {} without an after image",
                     env.op.as_str()

@@ -175,7 +175,59 @@ impl Publisher {
         key: &[u8],
         payload: &[u8],
     ) -> Result<(), PublishError> {
+        self.send_to(batch, topic, None, key, payload).await
+    }
+
+    /// Number of partitions of a topic, from the broker's metadata (retried briefly: a topic
+    /// just created may not show its partitions yet).
+    pub async fn partition_count(&self, topic: &str) -> Result<i32, PublishError> {
+        for attempt in 0..50 {
+            let producer = self.producer.clone();
+            let t = topic.to_string();
+            let md = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(Some(&t), Duration::from_secs(10))
+            })
+            .await
+            .map_err(|_| PublishError::Canceled)?;
+            match md {
+                Ok(md) => {
+                    let n = md
+                        .topics()
+                        .iter()
+                        .find(|m| m.name() == topic)
+                        .map_or(0, |m| m.partitions().len());
+                    if n > 0 {
+                        return Ok(n as i32);
+                    }
+                }
+                Err(source) if attempt == 49 => {
+                    return Err(PublishError::Topic {
+                        topic: topic.to_string(),
+                        source,
+                    })
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(self.settings.partitions.max(1))
+    }
+
+    /// [`Publisher::send`] to a given partition (`None`: by key).
+    pub async fn send_to(
+        &self,
+        batch: &mut Batch,
+        topic: &Arc<str>,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<(), PublishError> {
         let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         loop {
             match self.producer.send_result(record) {
                 Ok(fut) => {

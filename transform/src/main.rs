@@ -112,6 +112,7 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         group: settings.transform.group_id.clone(),
         dlq_topic: etl_contract::dead_letter_topic(&settings.kafka.topic_prefix)?,
         models,
+        mirror_prefix: format!("{}.mysql.", settings.kafka.topic_prefix),
     };
     let run_id: i64 = client
         .query_one(

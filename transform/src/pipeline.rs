@@ -26,6 +26,9 @@ pub struct Router {
     pub group: String,
     pub dlq_topic: String,
     pub models: HashMap<String, Mapping>,
+    /// `<prefix>.mysql.`: topics of database tables, mirrored in silver (see
+    /// [`silver::mirror`]); `<prefix>.mysql._ddl` feeds `pipeline.schema_history`.
+    pub mirror_prefix: String,
 }
 
 struct Parsed<'a> {
@@ -179,6 +182,45 @@ pub async fn process_batch(
         metrics::counter!("transform_silver_deletes_total", "model" => mapping.model.name)
             .increment(s.deletes);
         metrics::counter!("transform_silver_quarantined_total", "model" => mapping.model.name)
+            .increment(s.quarantined);
+    }
+
+    // Database tables: one silver mirror per topic, events in consumed order.
+    let mut mirrored: Vec<(&str, Vec<SilverEvent>)> = Vec::new();
+    for ((r, p), id) in rows.iter().zip(&parsed).zip(&ids) {
+        let (Some(id), Some(entity)) = (id, r.topic.strip_prefix(router.mirror_prefix.as_str()))
+        else {
+            continue;
+        };
+        let ev = SilverEvent {
+            event_id: *id,
+            topic: r.topic,
+            source_key: &r.source_key,
+            source: r.source,
+            op: p.op,
+            before: p.before,
+            after: p.after,
+        };
+        match mirrored.iter_mut().find(|(e, _)| *e == entity) {
+            Some((_, v)) => v.push(ev),
+            None => mirrored.push((entity, vec![ev])),
+        }
+    }
+    for (entity, events) in &mirrored {
+        if *entity == "_ddl" {
+            let n = silver::mirror::record_ddl(&tx, events).await?;
+            metrics::counter!("transform_schema_history_total").increment(n);
+            continue;
+        }
+        let s = silver::mirror::apply(&tx, entity, events).await?;
+        stats.silver.upserts += s.upserts;
+        stats.silver.deletes += s.deletes;
+        stats.silver.quarantined += s.quarantined;
+        metrics::counter!("transform_silver_upserts_total", "model" => "mirror")
+            .increment(s.upserts);
+        metrics::counter!("transform_silver_deletes_total", "model" => "mirror")
+            .increment(s.deletes);
+        metrics::counter!("transform_silver_quarantined_total", "model" => "mirror")
             .increment(s.quarantined);
     }
 

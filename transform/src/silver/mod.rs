@@ -6,6 +6,7 @@
 //! validation goes to `silver.quarantine` with every reason, leaving the current state as it
 //! was.
 
+pub mod mirror;
 pub mod models;
 
 use crate::config::SilverModelSettings;

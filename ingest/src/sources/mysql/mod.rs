@@ -5,6 +5,7 @@
 //! position and GTID of a transaction's end) is saved only after the broker acknowledged
 //! every row before it. See `docs/change-events.md` for the value formats and source keys.
 
+mod ddl;
 mod schema;
 pub mod settings;
 mod snapshot;
@@ -58,12 +59,26 @@ pub struct SnapshotState {
     pub complete: bool,
 }
 
+/// What the agent last announced about a table (schema event), and the renames seen in
+/// DDL since then, to announce with its next columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaMemo {
+    pub shape: schema::TableShape,
+    #[serde(default)]
+    pub pending_renames: Vec<(String, String)>,
+    #[serde(default)]
+    pub pending_ddl: Vec<String>,
+}
+
 /// The MySQL source's checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MysqlCheckpoint {
     /// Where streaming resumes; `None` before the snapshot completed.
     pub position: Option<Position>,
     pub snapshot: Option<SnapshotState>,
+    /// By `db.table`: the columns last announced in a schema event.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, SchemaMemo>,
 }
 
 pub struct MysqlSource {
@@ -295,12 +310,13 @@ impl MysqlSource {
             dlq: etl_contract::dead_letter_topic(&ctx.topic_prefix)
                 .map_err(|e| SourceError::Config(e.to_string()))?
                 .into(),
+            schemas: state.schemas.clone(),
             tx,
         };
         let mut handle = tokio::spawn(reader.run());
         let interval = Duration::from_millis(self.settings.checkpoint_interval_ms.max(1));
         let mut batch = Batch::default();
-        let mut pending: Option<(Position, u32)> = None;
+        let mut pending: Option<Pending> = None;
         let mut last_save = Instant::now();
         let mut shutdown = ctx.shutdown.clone();
         let mut published = 0u64;
@@ -322,7 +338,7 @@ impl MysqlSource {
                     for e in &events {
                         if let Err(err) = ctx
                             .publisher
-                            .send(&mut batch, &topic, &e.key, &e.payload)
+                            .send_to(&mut batch, &topic, e.partition, &e.key, &e.payload)
                             .await
                         {
                             r = Err(err.into());
@@ -334,8 +350,10 @@ impl MysqlSource {
                         .increment(events.len() as u64);
                     r
                 }
-                Some(Msg::Commit { pos, ts }) => {
-                    pending = Some((pos, ts));
+                Some(Msg::Commit { pos, ts, schemas }) => {
+                    // A later commit without schema news keeps the earlier one's.
+                    let schemas = schemas.or_else(|| pending.take().and_then(|p| p.schemas));
+                    pending = Some(Pending { pos, ts, schemas });
                     if batch.len() >= 20_000 || last_save.elapsed() >= interval {
                         self.commit(cp, state, &mut batch, &mut pending, &mut last_save)
                             .await
@@ -387,20 +405,30 @@ impl MysqlSource {
         cp: &CheckpointFile,
         state: &mut MysqlCheckpoint,
         batch: &mut Batch,
-        pending: &mut Option<(Position, u32)>,
+        pending: &mut Option<Pending>,
         last_save: &mut Instant,
     ) -> Result<(), SourceError> {
-        let Some((pos, ts)) = pending.take() else {
+        let Some(Pending { pos, ts, schemas }) = pending.take() else {
             return Ok(());
         };
         std::mem::take(batch).acknowledged().await?;
         state.position = Some(pos);
+        if let Some(s) = schemas {
+            state.schemas = (*s).clone();
+        }
         cp.save(state)?;
         *last_save = Instant::now();
         let lag = chrono::Utc::now().timestamp_millis() - ts as i64 * 1000;
         metrics::gauge!("ingest_mysql_lag_ms").set(lag.max(0) as f64);
         Ok(())
     }
+}
+
+/// A transaction end waiting to be checkpointed, with the schema memos as of then.
+struct Pending {
+    pos: Position,
+    ts: u32,
+    schemas: Option<std::sync::Arc<BTreeMap<String, SchemaMemo>>>,
 }
 
 /// A MariaDB GTID, `domain-server-seq` (decimal numbers): the form `@slave_connect_state`

@@ -21,6 +21,8 @@ pub struct TableSchema {
     pub topic: Arc<str>,
     pub names: Vec<String>,
     pub kinds: Vec<Kind>,
+    /// PostgreSQL type of each column in the warehouse's silver mirror (see [`pg_type`]).
+    pub types: Vec<String>,
     /// Indexes of the primary-key columns (empty: the table has none; the key is then the
     /// whole row).
     pub pk: Vec<usize>,
@@ -122,6 +124,9 @@ impl TableSchema {
         }
         let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
         let mut charsets = ex.iter_charset();
+        // One flag per numeric column, in order (`true`: unsigned).
+        let mut unsigned = ex.iter_signedness();
+        let mut types = Vec::with_capacity(n);
         let mut kinds = Vec::with_capacity(n);
         for i in 0..n {
             let ty = tme
@@ -139,6 +144,30 @@ impl TableSchema {
             };
             let dec = meta.first().copied().unwrap_or(0).min(6);
             use ColumnType::*;
+            let is_unsigned = matches!(
+                ty,
+                MYSQL_TYPE_TINY
+                    | MYSQL_TYPE_SHORT
+                    | MYSQL_TYPE_INT24
+                    | MYSQL_TYPE_LONG
+                    | MYSQL_TYPE_LONGLONG
+                    | MYSQL_TYPE_NEWDECIMAL
+                    | MYSQL_TYPE_FLOAT
+                    | MYSQL_TYPE_DOUBLE
+            ) && unsigned.next().unwrap_or(false);
+            let pg = match ty {
+                MYSQL_TYPE_LONG if is_unsigned => "bigint".to_string(),
+                MYSQL_TYPE_LONGLONG if is_unsigned => "numeric(20,0)".to_string(),
+                MYSQL_TYPE_LONGLONG => "bigint".to_string(),
+                MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG => {
+                    "integer".to_string()
+                }
+                MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => numeric(
+                    meta.first().map(|&p| p as u64),
+                    meta.get(1).map(|&s| s as u64),
+                ),
+                _ => String::new(),
+            };
             let kind = match ty {
                 MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
                 | MYSQL_TYPE_LONGLONG => Kind::Int,
@@ -173,6 +202,11 @@ impl TableSchema {
                 }
                 _ => Kind::Binary,
             };
+            types.push(if pg.is_empty() {
+                pg_type(&kind).to_string()
+            } else {
+                pg
+            });
             kinds.push(kind);
         }
         let topic = topic_name(prefix, &db, &table).map_err(|reason| SchemaError::Topic {
@@ -187,8 +221,30 @@ impl TableSchema {
             table,
             names,
             kinds,
+            types,
             pk,
         })
+    }
+
+    /// `db.table`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.db, self.table)
+    }
+
+    /// The columns and key as the silver mirror sees them.
+    pub fn shape(&self) -> TableShape {
+        TableShape {
+            columns: self
+                .names
+                .iter()
+                .zip(&self.types)
+                .map(|(n, t)| ColumnDef {
+                    name: n.clone(),
+                    ty: t.clone(),
+                })
+                .collect(),
+            pk: self.pk.iter().map(|&i| self.names[i].clone()).collect(),
+        }
     }
 
     /// The record key of a row image.
@@ -211,7 +267,7 @@ impl TableSchema {
 }
 
 /// The `source` block of a MySQL change event (Debezium-like).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MysqlSourceBlock<'a> {
     pub version: &'a str,
     pub connector: &'a str,
@@ -239,6 +295,146 @@ pub struct MysqlSourceBlock<'a> {
 pub struct Encoded {
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
+    /// Sent to this partition (schema events go to every partition of their topic);
+    /// `None`: the partitioner picks it from the key.
+    pub partition: Option<i32>,
+}
+
+/// `numeric(p,s)`, or plain `numeric` when the precision is unknown.
+pub fn numeric(precision: Option<u64>, scale: Option<u64>) -> String {
+    match precision {
+        Some(p) if (1..=1000).contains(&p) => format!("numeric({p},{})", scale.unwrap_or(0).min(p)),
+        _ => "numeric".to_string(),
+    }
+}
+
+/// PostgreSQL type of a column of this kind, when width and sign do not matter.
+pub fn pg_type(kind: &Kind) -> String {
+    match kind {
+        Kind::Int => "bigint".into(),
+        Kind::Float => "double precision".into(),
+        Kind::Decimal => "numeric".into(),
+        Kind::Year => "smallint".into(),
+        Kind::Date => "date".into(),
+        Kind::DateTime(p) => format!("timestamp({p})"),
+        Kind::Timestamp(p) => format!("timestamptz({p})"),
+        // MySQL's TIME spans -838:59:59 to 838:59:59: no PostgreSQL time type holds it.
+        Kind::Time(_) => "text".into(),
+        Kind::Json => "jsonb".into(),
+        Kind::Binary => "bytea".into(),
+        Kind::Text | Kind::Enum(_) | Kind::Set(_) => "text".into(),
+    }
+}
+
+/// PostgreSQL type of a column described by `information_schema.COLUMNS` (the snapshot's
+/// side): the same mapping as the binlog side, so that both agree.
+pub fn pg_type_from_information_schema(
+    kind: &Kind,
+    data_type: &str,
+    column_type: &str,
+    precision: Option<u64>,
+    scale: Option<u64>,
+) -> String {
+    let unsigned = column_type.to_ascii_lowercase().contains("unsigned");
+    match data_type.to_ascii_lowercase().as_str() {
+        "tinyint" | "smallint" | "mediumint" => "integer".into(),
+        "int" | "integer" if unsigned => "bigint".into(),
+        "int" | "integer" => "integer".into(),
+        "bigint" if unsigned => "numeric(20,0)".into(),
+        "bigint" => "bigint".into(),
+        "decimal" | "numeric" => numeric(precision, scale),
+        _ => pg_type(kind),
+    }
+}
+
+/// A column of the silver mirror: name and PostgreSQL type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// A table's columns and primary key, as announced in schema events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TableShape {
+    pub columns: Vec<ColumnDef>,
+    pub pk: Vec<String>,
+}
+
+/// A binlog position in a schema event.
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionRef<'a> {
+    pub file: &'a str,
+    pub pos: u64,
+}
+
+/// Snapshot marker of a schema event: `start` precedes the snapshot rows of a table,
+/// `end` follows the last one (the warehouse then removes rows the snapshot did not see).
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotMark<'a> {
+    pub id: &'a str,
+    pub phase: &'a str,
+}
+
+/// `after` of a schema event (`op: "s"`).
+#[derive(Debug, Serialize)]
+pub struct SchemaChange<'a> {
+    pub db: &'a str,
+    pub table: &'a str,
+    pub columns: &'a [ColumnDef],
+    pub pk: &'a [String],
+    /// Columns renamed since the previous schema event, `{from, to}`.
+    pub renames: Vec<Rename<'a>>,
+    /// DDL statements since the previous schema event of the table.
+    pub ddl: &'a [String],
+    /// Binlog position from which these columns apply (for the snapshot: its coordinates).
+    pub position: PositionRef<'a>,
+    /// `TRUNCATE`: rows written before `position` are gone.
+    pub truncated: bool,
+    pub snapshot: Option<SnapshotMark<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rename<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
+/// Builds the schema events of a table, one per partition of its topic (consumers of one
+/// partition see the schema before the rows written with it).
+pub fn encode_schema_change(
+    change: &SchemaChange<'_>,
+    before: Option<&TableShape>,
+    source: &MysqlSourceBlock<'_>,
+    partitions: i32,
+    now_ms: i64,
+) -> Vec<Encoded> {
+    let key = serde_json::to_vec(
+        &serde_json::json!({ "__schema": format!("{}.{}", change.db, change.table) }),
+    )
+    .unwrap_or_default();
+    (0..partitions.max(1))
+        .map(|p| {
+            let source_key = format!("{}:p{p}", source.source_key);
+            let src = MysqlSourceBlock {
+                source_key: &source_key,
+                ..source.clone()
+            };
+            let env = Envelope {
+                before: before.map(|b| serde_json::json!({"columns": b.columns, "pk": b.pk})),
+                after: serde_json::to_value(change).ok(),
+                op: Op::Schema,
+                source: &src,
+                ts_ms: now_ms,
+            };
+            Encoded {
+                key: key.clone(),
+                payload: serde_json::to_vec(&env).unwrap_or_default(),
+                partition: Some(p),
+            }
+        })
+        .collect()
 }
 
 pub fn encode(
@@ -266,6 +462,7 @@ pub fn encode(
     Encoded {
         key: schema.key(key_row),
         payload: serde_json::to_vec(&env).unwrap_or_default(),
+        partition: None,
     }
 }
 

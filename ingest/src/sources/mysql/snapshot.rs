@@ -9,10 +9,14 @@
 //! replayed over the rows read later: folded by key, the result is the table's state.
 
 use super::schema::{
-    encode, entity_name, snapshot_source_key, topic_name, MysqlSourceBlock, TableSchema, CONNECTOR,
+    encode, encode_schema_change, entity_name, pg_type_from_information_schema,
+    snapshot_source_key, topic_name, MysqlSourceBlock, PositionRef, SchemaChange, SnapshotMark,
+    TableSchema, CONNECTOR,
 };
 use super::values::{render, Kind, Out, PkValue};
-use super::{upstream, MysqlCheckpoint, MysqlSource, Position, SnapshotState, TableProgress};
+use super::{
+    upstream, MysqlCheckpoint, MysqlSource, Position, SchemaMemo, SnapshotState, TableProgress,
+};
 use crate::checkpoint::CheckpointFile;
 use crate::publisher::Batch;
 use crate::sources::{SourceContext, SourceError};
@@ -33,10 +37,19 @@ async fn table_schema(
     db: &str,
     table: &str,
 ) -> Result<TableSchema, SourceError> {
-    let cols: Vec<(String, String, Option<u64>, Option<String>)> = conn
+    type Col = (
+        String,
+        String,
+        Option<u64>,
+        Option<String>,
+        String,
+        Option<u64>,
+        Option<u64>,
+    );
+    let cols: Vec<Col> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION, CHARACTER_SET_NAME FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            "SELECT COLUMN_NAME, DATA_TYPE, DATETIME_PRECISION, CHARACTER_SET_NAME, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (db, table),
         )
         .await
@@ -50,9 +63,16 @@ async fn table_schema(
         .await
         .map_err(upstream(format!("reading the primary key of {db}.{table}")))?;
     let names: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
-    let kinds = cols
+    let kinds: Vec<Kind> = cols
         .iter()
-        .map(|(_, ty, p, cs)| Kind::from_information_schema(ty, *p, cs.as_deref()))
+        .map(|(_, ty, p, cs, ..)| Kind::from_information_schema(ty, *p, cs.as_deref()))
+        .collect();
+    let types = cols
+        .iter()
+        .zip(&kinds)
+        .map(|((_, ty, _, _, col_ty, np, ns), k)| {
+            pg_type_from_information_schema(k, ty, col_ty, *np, *ns)
+        })
         .collect();
     let pk = pk_names
         .iter()
@@ -67,8 +87,71 @@ async fn table_schema(
         topic: topic.into(),
         names,
         kinds,
+        types,
         pk,
     })
+}
+
+impl MysqlSource {
+    /// Publishes a snapshot marker (schema event, `start` or `end`) of a table to every
+    /// partition of its topic and waits for the acknowledgement.
+    async fn snapshot_mark(
+        &self,
+        ctx: &SourceContext,
+        schema: &TableSchema,
+        snapshot_id: &str,
+        start: &Position,
+        phase: &str,
+    ) -> Result<(), SourceError> {
+        let shape = schema.shape();
+        let partitions = ctx.publisher.partition_count(&schema.topic).await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let source_key = format!(
+            "snapshot:{snapshot_id}:{}.{}:schema-{phase}",
+            schema.db, schema.table
+        );
+        let src = MysqlSourceBlock {
+            version: super::schema::version(),
+            connector: CONNECTOR,
+            name: &ctx.topic_prefix,
+            entity: &schema.entity,
+            ts_ms: now_ms,
+            server_id: 0,
+            file: &start.file,
+            pos: start.pos,
+            row: 0,
+            gtid: start.gtid.as_deref(),
+            db: &schema.db,
+            table: &schema.table,
+            snapshot: true,
+            source_key: &source_key,
+        };
+        let change = SchemaChange {
+            db: &schema.db,
+            table: &schema.table,
+            columns: &shape.columns,
+            pk: &shape.pk,
+            renames: Vec::new(),
+            ddl: &[],
+            position: PositionRef {
+                file: &start.file,
+                pos: start.pos,
+            },
+            truncated: false,
+            snapshot: Some(SnapshotMark {
+                id: snapshot_id,
+                phase,
+            }),
+        };
+        let mut batch = Batch::default();
+        for e in encode_schema_change(&change, None, &src, partitions, now_ms) {
+            ctx.publisher
+                .send_to(&mut batch, &schema.topic, e.partition, &e.key, &e.payload)
+                .await?;
+        }
+        batch.acknowledged().await?;
+        Ok(())
+    }
 }
 
 impl MysqlSource {
@@ -159,6 +242,10 @@ impl MysqlSource {
             if schema.pk.is_empty() {
                 warn!(table = %name, "table without a primary key: read in one pass (not resumable mid-table), keyed by the whole row");
             }
+            // The table's columns, on every partition before its rows (re-sent with the same
+            // source keys when the snapshot resumes).
+            self.snapshot_mark(ctx, &schema, &snapshot_id, &start, "start")
+                .await?;
             let cols: Vec<String> = schema.names.iter().map(|n| quote(n)).collect();
             let pk_cols: Vec<String> = schema.pk.iter().map(|&i| quote(&schema.names[i])).collect();
             let base = format!(
@@ -272,6 +359,18 @@ impl MysqlSource {
                 cp.save(state)?;
                 ctx.liveness.beat();
                 if finished {
+                    // After the last row: rows of the table that this snapshot did not see
+                    // are gone from the source (matters when a snapshot is taken again).
+                    self.snapshot_mark(ctx, &schema, &snapshot_id, &start, "end")
+                        .await?;
+                    state.schemas.insert(
+                        name.clone(),
+                        SchemaMemo {
+                            shape: schema.shape(),
+                            ..SchemaMemo::default()
+                        },
+                    );
+                    cp.save(state)?;
                     info!(table = %name, rows = rows_done, "table snapshot done");
                     break;
                 }

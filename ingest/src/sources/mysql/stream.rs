@@ -4,10 +4,13 @@
 //! `Event::read` panics on a malformed packet) ends the task, not the agent: the source then
 //! restarts from its last checkpoint.
 
-use super::schema::{encode, Encoded, MysqlSourceBlock, TableSchema, CONNECTOR};
+use super::schema::{
+    encode, encode_schema_change, topic_name, Encoded, MysqlSourceBlock, PositionRef, Rename,
+    SchemaChange, TableSchema, CONNECTOR,
+};
 use super::settings::TableFilter;
 use super::values::{render, Kind, Out};
-use super::Position;
+use super::{Position, SchemaMemo};
 use crate::publisher::Publisher;
 use etl_contract::{DeadLetter, DeadLetterOrigin, Op};
 use futures::StreamExt;
@@ -15,6 +18,7 @@ use mysql_async::binlog::events::EventData;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Value};
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -25,8 +29,13 @@ pub enum Msg {
     /// Change events of one rows event (part of a transaction).
     Changes(Arc<str>, Vec<Encoded>),
     /// A transaction (or a standalone DDL) ended here: a safe resume point. `ts` is the
-    /// event time (seconds since the epoch).
-    Commit { pos: Position, ts: u32 },
+    /// event time (seconds since the epoch); `schemas`, when the schema memos changed since
+    /// the previous commit, their state as of this point.
+    Commit {
+        pos: Position,
+        ts: u32,
+        schemas: Option<Arc<BTreeMap<String, SchemaMemo>>>,
+    },
     /// The server had nothing to send for a heartbeat period: the agent is caught up.
     Heartbeat,
 }
@@ -84,7 +93,72 @@ pub struct Reader {
     pub publisher: Publisher,
     /// `<prefix>.dlq`, for events that cannot be decoded.
     pub dlq: Arc<str>,
+    /// What was last announced per table (from the checkpoint).
+    pub schemas: BTreeMap<String, SchemaMemo>,
     pub tx: mpsc::Sender<Msg>,
+}
+
+/// `<prefix>.mysql._ddl`: every DDL statement read from the binlog, for the warehouse's
+/// schema history (no table's entity can be `_ddl`: those are `<db>_<table>`).
+pub fn ddl_topic(prefix: &str) -> Option<String> {
+    etl_contract::data_topic(prefix, CONNECTOR, "_ddl").ok()
+}
+
+/// Objects whose DDL is schema history (not users, roles or grants).
+const HISTORY_OBJECTS: [&str; 8] = [
+    "TABLE", "DATABASE", "SCHEMA", "INDEX", "VIEW", "SEQUENCE", "TRIGGER", "COLUMN",
+];
+
+/// The DDL history event of a statement.
+#[allow(clippy::too_many_arguments)]
+fn ddl_event(
+    prefix: &str,
+    server_id: u32,
+    file: &str,
+    pos: u64,
+    gtid: Option<&str>,
+    ts_ms: i64,
+    db: &str,
+    info: &super::ddl::DdlInfo,
+    query: &str,
+) -> Encoded {
+    let source_key = format!("ddl:{server_id}:{file}:{pos}");
+    let table = info.table.as_ref().map(|t| t.1.as_str()).unwrap_or("");
+    let src = MysqlSourceBlock {
+        version: super::schema::version(),
+        connector: CONNECTOR,
+        name: prefix,
+        entity: "_ddl",
+        ts_ms,
+        server_id,
+        file,
+        pos,
+        row: 0,
+        gtid,
+        db,
+        table,
+        snapshot: false,
+        source_key: &source_key,
+    };
+    let after = serde_json::json!({
+        "ddl": query,
+        "verb": info.verb,
+        "db": db,
+        "table": info.table.as_ref().map(|t| &t.1),
+        "renames": info.renames.iter().map(|(f, t)| serde_json::json!({"from": f, "to": t})).collect::<Vec<_>>(),
+    });
+    let env = etl_contract::Envelope {
+        before: None::<serde_json::Value>,
+        after: Some(after),
+        op: Op::Create,
+        source: &src,
+        ts_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    Encoded {
+        key: source_key.clone().into_bytes(),
+        payload: serde_json::to_vec(&env).unwrap_or_default(),
+        partition: None,
+    }
 }
 
 /// A binlog file name from a ROTATE event. The first, fake ROTATE (timestamp 0) arrives on
@@ -195,6 +269,7 @@ pub fn dead_letter(
     Encoded {
         key: source_key.into_bytes(),
         payload: serde_json::to_vec(&dl).unwrap_or_default(),
+        partition: None,
     }
 }
 
@@ -211,8 +286,15 @@ impl Reader {
             filter,
             publisher,
             dlq,
+            mut schemas,
             tx,
         } = self;
+        let ddl_topic: Option<Arc<str>> = ddl_topic(&prefix).map(Arc::from);
+        if let Some(t) = &ddl_topic {
+            publisher.ensure_topics(&[t.to_string()]).await?;
+        }
+        let mut partitions: HashMap<Arc<str>, i32> = HashMap::new();
+        let mut schemas_dirty = false;
         let stream_err = |file: &str, pos: u64| {
             let server = server.clone();
             let file = file.to_string();
@@ -356,6 +438,85 @@ impl Reader {
                                 publisher.ensure_topics(&[s.topic.to_string()]).await?;
                             }
                             debug!(db = %s.db, table = %s.table, table_id = id, columns = s.names.len(), "table map");
+                            // New columns (first sight, or after a DDL): announce them on
+                            // every partition before the rows written with them.
+                            let shape = s.shape();
+                            let memo = schemas.entry(s.name()).or_default();
+                            if memo.shape != shape {
+                                let n = match partitions.get(&s.topic) {
+                                    Some(&n) => n,
+                                    None => {
+                                        let n = publisher.partition_count(&s.topic).await?;
+                                        partitions.insert(s.topic.clone(), n);
+                                        n
+                                    }
+                                };
+                                let old: Vec<&str> =
+                                    memo.shape.columns.iter().map(|c| c.name.as_str()).collect();
+                                let renames: Vec<Rename> = memo
+                                    .pending_renames
+                                    .iter()
+                                    .filter(|(f, t)| {
+                                        old.contains(&f.as_str())
+                                            && shape.columns.iter().any(|c| &c.name == t)
+                                    })
+                                    .map(|(f, t)| Rename { from: f, to: t })
+                                    .collect();
+                                let source_key =
+                                    format!("schema:{}:{}:{}", hdr.server_id(), file, log_pos);
+                                let src = MysqlSourceBlock {
+                                    version: super::schema::version(),
+                                    connector: CONNECTOR,
+                                    name: &prefix,
+                                    entity: &s.entity,
+                                    ts_ms: hdr.timestamp() as i64 * 1000,
+                                    server_id: hdr.server_id(),
+                                    file: &file,
+                                    pos: log_pos,
+                                    row: 0,
+                                    gtid: gtid.as_deref(),
+                                    db: &s.db,
+                                    table: &s.table,
+                                    snapshot: false,
+                                    source_key: &source_key,
+                                };
+                                let change = SchemaChange {
+                                    db: &s.db,
+                                    table: &s.table,
+                                    columns: &shape.columns,
+                                    pk: &shape.pk,
+                                    renames,
+                                    ddl: &memo.pending_ddl,
+                                    position: PositionRef {
+                                        file: &file,
+                                        pos: log_pos,
+                                    },
+                                    truncated: false,
+                                    snapshot: None,
+                                };
+                                let before =
+                                    (!memo.shape.columns.is_empty()).then_some(&memo.shape);
+                                let events = encode_schema_change(
+                                    &change,
+                                    before,
+                                    &src,
+                                    n,
+                                    chrono::Utc::now().timestamp_millis(),
+                                );
+                                info!(db = %s.db, table = %s.table, columns = shape.columns.len(), renames = change.renames.len(), file = %file, pos = log_pos, "schema change announced");
+                                *memo = SchemaMemo {
+                                    shape,
+                                    ..SchemaMemo::default()
+                                };
+                                schemas_dirty = true;
+                                if tx
+                                    .send(Msg::Changes(s.topic.clone(), events))
+                                    .await
+                                    .is_err()
+                                {
+                                    return Ok(());
+                                }
+                            }
                             Some(s)
                         } else {
                             None
@@ -491,6 +652,115 @@ impl Reader {
                         if !trimmed.eq_ignore_ascii_case("COMMIT") {
                             info!(schema = %q.schema(), query = %trimmed.chars().take(200).collect::<String>(), file = %file, pos = log_pos, "DDL");
                             metrics::counter!("ingest_mysql_ddl_total").increment(1);
+                            let info = super::ddl::parse(trimmed);
+                            let default_db = q.schema().into_owned();
+                            let db = info
+                                .table
+                                .as_ref()
+                                .and_then(|t| t.0.clone())
+                                .unwrap_or(default_db);
+                            let captured = match &info.table {
+                                Some((_, t)) => filter.matches(&db, t),
+                                None => {
+                                    !super::settings::SYSTEM_DATABASES
+                                        .contains(&db.to_ascii_lowercase().as_str())
+                                        && HISTORY_OBJECTS.iter().any(|o| info.object == *o)
+                                }
+                            };
+                            if captured {
+                                if let Some(t) = &ddl_topic {
+                                    let ev = ddl_event(
+                                        &prefix,
+                                        hdr.server_id(),
+                                        &file,
+                                        log_pos,
+                                        gtid.as_deref(),
+                                        hdr.timestamp() as i64 * 1000,
+                                        &db,
+                                        &info,
+                                        trimmed,
+                                    );
+                                    if tx.send(Msg::Changes(t.clone(), vec![ev])).await.is_err() {
+                                        return Ok(());
+                                    }
+                                }
+                            }
+                            if let (true, Some((_, table))) = (captured, &info.table) {
+                                let name = format!("{db}.{table}");
+                                let memo = schemas.entry(name).or_default();
+                                memo.pending_renames.extend(info.renames.iter().cloned());
+                                memo.pending_ddl.push(trimmed.to_string());
+                                schemas_dirty = true;
+                                if let (true, false, Ok(topic)) = (
+                                    info.truncate,
+                                    memo.shape.columns.is_empty(),
+                                    topic_name(&prefix, &db, table),
+                                ) {
+                                    // No row events for a TRUNCATE: tell the warehouse that
+                                    // the rows written before this point are gone.
+                                    let topic: Arc<str> = topic.into();
+                                    if topics.insert(topic.clone()) {
+                                        publisher.ensure_topics(&[topic.to_string()]).await?;
+                                    }
+                                    let n = match partitions.get(&topic) {
+                                        Some(&n) => n,
+                                        None => {
+                                            let n = publisher.partition_count(&topic).await?;
+                                            partitions.insert(topic.clone(), n);
+                                            n
+                                        }
+                                    };
+                                    let entity = super::schema::entity_name(&db, table);
+                                    let source_key = format!(
+                                        "truncate:{}:{}:{}",
+                                        hdr.server_id(),
+                                        file,
+                                        log_pos
+                                    );
+                                    let src = MysqlSourceBlock {
+                                        version: super::schema::version(),
+                                        connector: CONNECTOR,
+                                        name: &prefix,
+                                        entity: &entity,
+                                        ts_ms: hdr.timestamp() as i64 * 1000,
+                                        server_id: hdr.server_id(),
+                                        file: &file,
+                                        pos: log_pos,
+                                        row: 0,
+                                        gtid: gtid.as_deref(),
+                                        db: &db,
+                                        table,
+                                        snapshot: false,
+                                        source_key: &source_key,
+                                    };
+                                    let change = SchemaChange {
+                                        db: &db,
+                                        table,
+                                        columns: &memo.shape.columns,
+                                        pk: &memo.shape.pk,
+                                        renames: Vec::new(),
+                                        ddl: std::slice::from_ref(
+                                            memo.pending_ddl.last().expect("pushed above"),
+                                        ),
+                                        position: PositionRef {
+                                            file: &file,
+                                            pos: log_pos,
+                                        },
+                                        truncated: true,
+                                        snapshot: None,
+                                    };
+                                    let events = encode_schema_change(
+                                        &change,
+                                        Some(&memo.shape),
+                                        &src,
+                                        n,
+                                        chrono::Utc::now().timestamp_millis(),
+                                    );
+                                    if tx.send(Msg::Changes(topic, events)).await.is_err() {
+                                        return Ok(());
+                                    }
+                                }
+                            }
                         }
                         in_txn = false;
                         committed = true;
@@ -506,10 +776,13 @@ impl Reader {
                     pos: log_pos,
                     gtid: gtid.clone(),
                 };
+                let snapshot = schemas_dirty.then(|| Arc::new(schemas.clone()));
+                schemas_dirty = false;
                 if tx
                     .send(Msg::Commit {
                         pos,
                         ts: hdr.timestamp(),
+                        schemas: snapshot,
                     })
                     .await
                     .is_err()
@@ -546,6 +819,7 @@ mod tests {
             topic: "p.mysql.shop_orders".into(),
             names: vec!["id".into(), "qty".into()],
             kinds: vec![Kind::Int, Kind::Int],
+            types: vec!["integer".into(), "integer".into()],
             pk: vec![0],
         }
     }
