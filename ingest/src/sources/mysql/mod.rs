@@ -375,6 +375,22 @@ impl MysqlSource {
                     break match (&mut handle).await {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) if e.retryable() => Err(upstream("binlog reader")(e)),
+                        Ok(Err(e))
+                            if e.position_lost()
+                                && self.settings.snapshot_mode == SnapshotMode::WhenNeeded =>
+                        {
+                            // The changes since the checkpoint are lost to the binlog: take
+                            // the captured tables again. Each table's snapshot ends with a
+                            // marker that makes the warehouse drop the rows it did not see.
+                            warn!(error = %e, "the resume point was purged from the server; snapshot_mode when_needed: taking a new snapshot of the captured tables");
+                            *state = MysqlCheckpoint::default();
+                            if let Err(err) = cp.save(state) {
+                                break Err(err.into());
+                            }
+                            Err(upstream("binlog reader")(std::io::Error::other(format!(
+                                "resume point purged ({e}); a new snapshot starts at the restart"
+                            ))))
+                        }
                         Ok(Err(e)) => Err(SourceError::Config(e.to_string())),
                         Err(join) => {
                             error!(error = %join, "the binlog decoder panicked (malformed event?); restarting from the checkpoint");

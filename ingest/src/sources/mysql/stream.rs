@@ -64,6 +64,18 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// The server no longer holds the resume point (error 1236: its binlog, or with a GTID
+    /// resume the binlog holding the transactions after the GTID, was purged).
+    pub fn position_lost(&self) -> bool {
+        matches!(
+            self,
+            ReadError::Stream {
+                source: mysql_async::Error::Server(mysql_async::ServerError { code: 1236, .. }),
+                ..
+            }
+        )
+    }
+
     /// A schema problem (no column names) does not go away by retrying, nor does a resume
     /// point the server no longer holds (error 1236: the file, or with a GTID resume the
     /// GTID's binlog, was purged); connection and broker errors do.
