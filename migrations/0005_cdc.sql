@@ -64,3 +64,19 @@ COMMENT ON COLUMN pipeline.mirror_tables.dropped IS 'Names of dropped columns: v
 COMMENT ON COLUMN pipeline.mirror_tables.schema_file IS 'Binlog file of the schema event last applied.';
 COMMENT ON COLUMN pipeline.mirror_tables.schema_pos IS 'Binlog position of the schema event last applied; an older one (from a lagging partition) changes nothing.';
 COMMENT ON COLUMN pipeline.mirror_tables.updated_at IS 'When the columns last changed.';
+
+-- Gold over the mirrors. Mirror tables appear when their first change event arrives, so
+-- gold reads them through functions (a view could not be created before its table exists).
+CREATE FUNCTION gold.shop_order_status(p_entity text DEFAULT 'shop_orders')
+RETURNS TABLE (status text, orders bigint, order_value numeric, last_change timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF to_regclass(format('silver.%I', p_entity)) IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT status::text, count(*), coalesce(sum(total), 0)::numeric, max(_committed_at) FROM silver.%I GROUP BY status ORDER BY 1',
+        p_entity);
+END
+$$;
+COMMENT ON FUNCTION gold.shop_order_status(text) IS 'Live order pipeline of the demo shop (MySQL binlog → silver mirror silver.<p_entity>, default shop_orders): orders and their value per status (placed, paid, shipped), and the last change applied. Empty while the mirror does not exist.';

@@ -67,3 +67,29 @@ pub struct Overview {
 pub async fn get_overview() -> Result<Overview, ServerFnError> {
     crate::ssr::overview::get_overview().await
 }
+
+/// One status of the demo shop's order pipeline (`gold.shop_order_status()`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShopStatus {
+    pub status: String,
+    pub orders: i64,
+    /// Exact decimal string.
+    pub value: String,
+}
+
+/// The live orders of the MySQL demo shop, as mirrored from its binlog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Shop {
+    pub statuses: Vec<ShopStatus>,
+    /// Commit time on the source of the last change applied (UTC, `HH:MM:SS`).
+    pub last_change: Option<String>,
+    /// Seconds between that commit and now: how far behind the source the warehouse is
+    /// (it grows while the shop is idle too).
+    pub behind_s: Option<f64>,
+}
+
+/// Reads `gold.shop_order_status()`; `None` while the shop's mirror does not exist.
+#[server]
+pub async fn get_shop() -> Result<Option<Shop>, ServerFnError> {
+    crate::ssr::shop::get_shop().await
+}

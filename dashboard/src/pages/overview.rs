@@ -5,7 +5,7 @@ use std::time::Duration;
 use leptos::{either::EitherOf3, prelude::*};
 
 use crate::{
-    components::{chart::RevenueChart, kpi::KpiCard},
+    components::{chart::RevenueChart, kpi::KpiCard, shop::ShopPanel},
     format::{format_count, format_decimal},
     model::{get_overview, Overview, OverviewData, Warehouse},
 };
@@ -85,6 +85,7 @@ pub fn OverviewPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <ShopPanel tick=tick/>
         </main>
     }
 }

@@ -5,6 +5,7 @@ pub mod db;
 pub mod error;
 pub mod overview;
 pub mod server;
+pub mod shop;
 
 pub use config::{Mode, Settings};
 pub use error::DashboardError;
