@@ -687,3 +687,59 @@ async fn missing_privileges_stop_the_source_with_a_clear_message() -> Result<()>
     );
     Ok(())
 }
+
+/// MySQL does not report its read view's binlog coordinates; the agent then streams from the
+/// position read just before the read view (forced here on MariaDB with
+/// `snapshot_coordinates = "preceding"`): under a concurrent load the folded topics still
+/// equal the tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_from_preceding_coordinates_under_load_still_folds_to_the_table() -> Result<()> {
+    let mut s = Scratch::new("myprec", None).await?;
+    let my = MysqlScratch::new("prec").await?;
+    let seed: u64 = std::env::var("ETL_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("seed {seed} (set ETL_TEST_SEED to replay)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    setup_tables(&my, &mut rng, 5_000, 100).await?;
+    s.config = config(&s, &my.db, 100)?;
+    s.extra_env.push((
+        "ETL_INGEST__MYSQL__SNAPSHOT_COORDINATES".into(),
+        "preceding".into(),
+    ));
+    let pool = my.pool.clone();
+    let writer = tokio::spawn(async move {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37);
+        let mut c = pool.get_conn().await?;
+        for i in 0..800 {
+            random_txn(&mut c, &mut rng, 5_200 + i / 4).await?;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        anyhow::Ok(())
+    });
+    let mut ingest = s.start("ingest")?;
+    writer.await??;
+    let mut admin =
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&e2e_tests::mysql_admin_url())?).await?;
+    wait_caught_up(&s, &mut admin).await?;
+    let mut c = my.conn().await?;
+    let items = count_records(&s, &my.db, "items", 5_000)?;
+    let (folded, _) = fold(&items)?;
+    compare("items", &folded, &items_state(&mut c).await?, &[])?;
+    let pairs = count_records(&s, &my.db, "pairs", 100)?;
+    let (folded, _) = fold(&pairs)?;
+    compare("pairs", &folded, &pairs_state(&mut c).await?, &[])?;
+    let log = s.log("ingest");
+    assert!(
+        log.contains("position read just before"),
+        "the preceding coordinates were used:\n{log}"
+    );
+    ingest.stop()?;
+    drop(c);
+    my.cleanup().await;
+    s.cleanup().await;
+    Ok(())
+}

@@ -190,8 +190,17 @@ impl MysqlSource {
         Ok(())
     }
 
-    async fn master_status(&self, conn: &mut Conn) -> Result<Position, SourceError> {
-        let row: Option<Row> = conn.query_first("SHOW MASTER STATUS").await.map_err(|e| match &e {
+    pub(super) async fn master_status(&self, conn: &mut Conn) -> Result<Position, SourceError> {
+        // MySQL 8.4 renamed it SHOW BINARY LOG STATUS (and dropped the old name); MariaDB
+        // 10.11 knows only the old one.
+        let first = conn.query_first::<Row, _>("SHOW MASTER STATUS").await;
+        let first = match first {
+            Err(mysql_async::Error::Server(se)) if se.code == 1064 => {
+                conn.query_first::<Row, _>("SHOW BINARY LOG STATUS").await
+            }
+            other => other,
+        };
+        let row: Option<Row> = first.map_err(|e| match &e {
             mysql_async::Error::Server(se) if se.code == 1227 => SourceError::Config(format!(
                 "user {:?} may not read the binlog position on {} ({}): GRANT BINLOG MONITOR ON *.* TO the CDC user (MySQL: REPLICATION CLIENT)",
                 self.opts.user().unwrap_or(""),

@@ -30,6 +30,21 @@ pub enum ResumeMode {
     Gtid,
 }
 
+/// Which binlog coordinates streaming starts from after a snapshot.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotCoordinates {
+    /// Exact coordinates of the snapshot's read view when the server reports them (MariaDB:
+    /// `Binlog_snapshot_file/_position`), otherwise `preceding`.
+    #[default]
+    Auto,
+    /// The binlog position read just before the read view was opened (MySQL, which does not
+    /// report the read view's coordinates, without any lock): the changes committed in
+    /// between are streamed again over rows that already hold them. Change events carry full
+    /// row images, so consumers folding by key end in the same state.
+    Preceding,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct MysqlSettings {
     /// `mysql://user:password@host:port` of the server whose binlog is read.
@@ -46,6 +61,9 @@ pub struct MysqlSettings {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// `auto` (default) or `preceding`: see [`SnapshotCoordinates`].
+    #[serde(default)]
+    pub snapshot_coordinates: SnapshotCoordinates,
     /// `position` (default) or `gtid` (MariaDB): how streaming resumes from a checkpoint.
     #[serde(default)]
     pub resume: ResumeMode,

@@ -13,6 +13,7 @@ use super::schema::{
     snapshot_source_key, topic_name, MysqlSourceBlock, PositionRef, SchemaChange, SnapshotMark,
     TableSchema, CONNECTOR,
 };
+use super::settings::SnapshotCoordinates;
 use super::values::{render, Kind, Out, PkValue};
 use super::{
     upstream, MysqlCheckpoint, MysqlSource, Position, SchemaMemo, SnapshotState, TableProgress,
@@ -164,6 +165,9 @@ impl MysqlSource {
         state: &mut MysqlCheckpoint,
     ) -> Result<(), SourceError> {
         let mut conn = self.connect().await?;
+        // Read before the read view opens: the fallback streaming start (see
+        // SnapshotCoordinates::Preceding).
+        let preceding = self.master_status(&mut conn).await?;
         for setup in [
             "SET time_zone = '+00:00'",
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
@@ -183,16 +187,25 @@ impl MysqlSource {
                 .find(|(n, _)| n.eq_ignore_ascii_case(k))
                 .map(|(_, v)| v.clone())
         };
-        let (Some(file), Some(pos)) =
-            (get("Binlog_snapshot_file"), get("Binlog_snapshot_position"))
-        else {
-            return Err(SourceError::Config(
-                "the server reports no Binlog_snapshot_file/Binlog_snapshot_position (MariaDB does; MySQL 8 is not supported for the lockless snapshot yet): set snapshot_mode = \"never\" to stream without a snapshot".into(),
-            ));
+        let exact = match (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) {
+            (Some(file), Some(pos))
+                if !file.is_empty()
+                    && self.settings.snapshot_coordinates == SnapshotCoordinates::Auto =>
+            {
+                let pos: u64 = pos.parse().map_err(|_| {
+                    SourceError::Config(format!("Binlog_snapshot_position {pos:?} is not a number"))
+                })?;
+                Some((file, pos))
+            }
+            _ => None,
         };
-        let pos: u64 = pos.parse().map_err(|_| {
-            SourceError::Config(format!("Binlog_snapshot_position {pos:?} is not a number"))
-        })?;
+        let (file, pos) = match exact {
+            Some(fp) => fp,
+            None => {
+                info!(file = %preceding.file, pos = preceding.pos, "the server does not report the read view's binlog coordinates (MySQL) or snapshot_coordinates = \"preceding\": streaming will start at the position read just before it (changes in between are streamed again; full row images make that harmless)");
+                (preceding.file.clone(), preceding.pos)
+            }
+        };
         let gtid: Option<String> = conn
             .exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (file.clone(), pos))
             .await
