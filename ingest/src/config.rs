@@ -33,6 +33,8 @@ pub struct IngestSettings {
     pub csv: Option<CsvSettings>,
     /// MySQL/MariaDB binlog source (`[ingest.mysql]`).
     pub mysql: Option<crate::sources::mysql::MysqlSettings>,
+    /// HTTP API source (`[ingest.http]`, `[[ingest.http.endpoints]]`).
+    pub http: Option<crate::sources::http::HttpSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +134,9 @@ impl Settings {
         }
         if let Some(m) = &self.ingest.mysql {
             m.validate()?;
+        }
+        if let Some(h) = &self.ingest.http {
+            h.validate(&self.kafka.topic_prefix)?;
         }
         if self.mode == Mode::Production {
             for (k, v) in &self.kafka.client {
