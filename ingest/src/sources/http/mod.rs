@@ -9,8 +9,10 @@
 //!
 //! Change detection: a record is hashed (canonical JSON); a new key is emitted as `c`, a
 //! changed hash as `u` (with `before: null`: the agent keeps hashes, not images), an
-//! unchanged record not at all. With `deletes = true`, a key missing from a complete and
-//! consistent full poll is emitted as `d` whose `before` holds the key fields. The state
+//! unchanged record not at all. With `deletes = true`, a key missing from two complete and
+//! consistent full polls in a row is emitted as `d` whose `before` holds the key fields (one
+//! miss is not enough: with page numbers or offsets, a record can shift onto a page already
+//! read while the server's data changes mid-poll; it is then read by the next poll). The state
 //! (key -> hash and change counter, the cursor, page validators) lives in
 //! `<checkpoint_dir>/http/` (see [`state`]): written ahead before publishing, confirmed after
 //! the broker's acknowledgement, so a crash never loses a change and the events re-sent after
@@ -626,13 +628,22 @@ impl HttpSource {
             && sizes.len() > 1
             && sizes[..sizes.len() - 1].iter().any(|s| *s != sizes[0]);
         if ep.deletes && !repoll {
-            let gone: Vec<(String, KeyState)> = store
-                .snap
-                .keys
-                .iter()
-                .filter(|(k, _)| !seen.contains(*k))
-                .filter_map(|(k, s)| decide_delete(s).map(|d| (k.clone(), d)))
-                .collect();
+            // Missing now and in the previous complete poll: deleted. Missing for the first
+            // time: remembered, deleted if the next complete poll misses it too.
+            let mut missing = std::collections::BTreeSet::new();
+            let mut gone: Vec<(String, KeyState)> = Vec::new();
+            for (k, s) in store.snap.keys.iter().filter(|(k, _)| !seen.contains(*k)) {
+                let Some(d) = decide_delete(s) else { continue };
+                if store.snap.missing.contains(k) || s.hash.is_none() {
+                    gone.push((k.clone(), d));
+                } else {
+                    missing.insert(k.clone());
+                }
+            }
+            if !missing.is_empty() {
+                debug!(endpoint = %ep.name, keys = missing.len(), "keys missing from this poll; deleted if the next one misses them too");
+            }
+            store.snap.missing = missing;
             if !gone.is_empty() {
                 let ts_ms = now_ms();
                 let mut outs = Vec::with_capacity(gone.len());

@@ -76,7 +76,8 @@ pub struct Endpoint {
     /// Overrides `[ingest.http] timeout_ms`.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// After a complete, consistent full poll, emit `d` for keys no longer served.
+    /// Emit `d` for keys no longer served: missing from two complete, consistent full polls
+    /// in a row (a page-size change mid-poll makes a poll inconsistent).
     /// Not allowed with `incremental` (an incremental poll does not see every key).
     #[serde(default)]
     pub deletes: bool,

@@ -17,7 +17,7 @@
 use crate::checkpoint::{CheckpointError, CheckpointFile};
 use crate::sources::http::fetch::Validators;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -60,6 +60,11 @@ pub struct Snapshot {
     #[serde(default)]
     pub pages: BTreeMap<String, PageMemo>,
     pub keys: BTreeMap<String, KeyState>,
+    /// Keys missing from the last complete full poll, not yet deleted: a key is deleted
+    /// when two complete polls in a row miss it (a record that shifted to an already-read
+    /// page while the server changed its data mid-poll is missed by one poll only).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub missing: BTreeSet<String>,
 }
 
 #[derive(Serialize, Deserialize)]
