@@ -467,7 +467,7 @@ async fn a_misbehaving_api_ends_equal_in_the_warehouse() -> Result<()> {
             (4, Fault::Status500),
             (6, Fault::Slow(2500)),
             (8, Fault::InvalidJson),
-            (11, Fault::PageSize(17)),
+            (13, Fault::PageSize(17)),
             (14, Fault::TooManyDate),
             (16, Fault::Status500),
         ] {
@@ -675,6 +675,9 @@ async fn a_misbehaving_api_ends_equal_in_the_warehouse() -> Result<()> {
     );
     let quarantined = count(&db, "SELECT count(*) FROM silver.quarantine").await?;
     assert_eq!(quarantined, 0);
+    // Poll 1 takes requests 1-10 (faults included), so the page size changes on page 3 of
+    // poll 2: that poll must have been noticed as inconsistent.
+    assert!(s.log("ingest").contains("the page size changed"), "page-size change detected");
 
     ingest.stop()?;
     transform.stop()?;
