@@ -88,7 +88,7 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())
@@ -176,7 +176,7 @@ fn price_cents(i: usize, base: i64, rev: i64) -> i64 {
         .rotate_left(29)
         .wrapping_mul(0x9e3779b97f4a7c15);
     // A third of the products change at each revision.
-    let changed = (h >> 7) % 3 == 0;
+    let changed = (h >> 7).is_multiple_of(3);
     let rev = if changed {
         rev
     } else {

@@ -345,7 +345,7 @@ impl HttpSettings {
             if let Pagination::Page { size: Some(0), .. } = e.pagination {
                 return Err(format!("{what}: page size must be positive"));
             }
-            for (k, _) in &e.headers {
+            for k in e.headers.keys() {
                 reqwest::header::HeaderName::from_bytes(k.as_bytes())
                     .map_err(|err| format!("{what}: header {k:?}: {err}"))?;
             }
