@@ -84,7 +84,6 @@ for _ in $(seq 1 300); do [ -s "$WORK/api.addr" ] && break; sleep 0.1; done
 API="http://$(head -n1 "$WORK/api.addr")"
 curl -sf "$API/health" >/dev/null || { cat "$WORK/api.log" >&2; die "bench-api did not start"; }
 PAGES=$(( (RECORDS + PER_PAGE - 1) / PER_PAGE ))
-BYTES=$(curl -sf "$API/stats" | jq -r '.bytes')
 say "http run $ID: $RECORDS records in $PAGES pages of $PER_PAGE (+1 empty page), served by $API; results in $OUT"
 
 # ---------------------------------------------------------------- baseline: curl
@@ -100,9 +99,10 @@ for r in $(seq 1 "$CURL_RUNS"); do
     runs+=("$((t1 - t0))")
     say "baseline curl run $r: $(( (t1 - t0) / 1000 )) ms"
 done
+BYTES=$(curl -sf "$API/stats" | jq -r ".bytes / $CURL_RUNS | floor")
 median_us=$(printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(( (CURL_RUNS + 1) / 2 ))p")
 jq -cn --argjson n "$RECORDS" --argjson us "$median_us" --argjson runs "[$(IFS=,; echo "${runs[*]}")]" \
-    '{records: $n, seconds: ($us / 1e6), records_per_s: ($n / ($us / 1e6)), runs_us: $runs}' \
+    --argjson bytes "$BYTES" '{records: $n, seconds: ($us / 1e6), records_per_s: ($n / ($us / 1e6)), runs_us: $runs, bytes_per_run: $bytes}' \
     | tee "$OUT/http_curl.json" >&2
 
 # ---------------------------------------------------------------- ours: ingest
@@ -147,8 +147,11 @@ done
     >"$WORK/ingest_wait.json" || { tail -n 30 "$WORK/ingest.log" >&2; die "ingest did not publish $RECORDS records"; }
 cat "$WORK/ingest_wait.json" >&2
 secs=$(jq -r '.. | objects | select(has("seconds")) | .seconds' "$WORK/ingest_wait.json" | head -n1)
-jq -cn --argjson n "$RECORDS" --argjson s "$secs" --argjson bytes "$BYTES" \
-    '{records: $n, seconds: $s, records_per_s: ($n / $s), page_bytes: $bytes}' | tee "$OUT/http_ingest.json" >&2
+# CPU seconds ingest used (user + system, start-up included): CPU-bound or waiting?
+read -r -a st <"/proc/$INGEST_PID/stat"
+cpu=$(jq -rn --argjson u "${st[13]}" --argjson s "${st[14]}" --argjson hz "$(getconf CLK_TCK)" '($u + $s) / $hz')
+jq -cn --argjson n "$RECORDS" --argjson s "$secs" --argjson bytes "$BYTES" --argjson cpu "$cpu" \
+    '{records: $n, seconds: $s, records_per_s: ($n / $s), page_bytes: $bytes, ingest_cpu_seconds: $cpu}' | tee "$OUT/http_ingest.json" >&2
 
 ours=$(jq -r '.records_per_s' "$OUT/http_ingest.json")
 base=$(jq -r '.records_per_s' "$OUT/http_curl.json")
