@@ -38,3 +38,51 @@ fn derive_rate_id(values: &mut [Value]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::SilverModelSettings;
+    use crate::silver::Mapping;
+    use crate::sql::Value;
+
+    fn mapping() -> Mapping {
+        let settings = SilverModelSettings {
+            source: "api".into(),
+            entity: Some("rates".into()),
+            columns: [("rate_date", "date"), ("base_currency", "base")]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            date_formats: vec!["%Y-%m-%d".into()],
+            decimal_separator: '.',
+        };
+        Mapping::new("exchange_rates", &settings).unwrap()
+    }
+
+    fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn rate_id_is_derived_and_numbers_are_exact() {
+        let m = mapping();
+        let v = m
+            .parse(&obj(
+                serde_json::json!({"date": "2024-03-05", "currency": "usd", "rate": 1.0823}),
+            ))
+            .unwrap();
+        assert_eq!(v[0], Value::Text("EUR:USD:2024-03-05".into()));
+        assert_eq!(v[4], Value::Decimal("1.0823".parse().unwrap()));
+        // A delete's before image with the full record finds the same key.
+        let k = m.key_of(&obj(
+            serde_json::json!({"date": "2024-03-05", "currency": "USD", "rate": "1.0823", "base": "EUR"}),
+        ));
+        assert_eq!(k.as_deref(), Some("EUR:USD:2024-03-05"));
+        let err = m
+            .parse(&obj(
+                serde_json::json!({"date": "2024-03-05", "currency": "USD", "rate": "-1"}),
+            ))
+            .unwrap_err();
+        assert!(err.contains("rate must be positive"), "{err}");
+    }
+}
