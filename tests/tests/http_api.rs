@@ -677,7 +677,10 @@ async fn a_misbehaving_api_ends_equal_in_the_warehouse() -> Result<()> {
     assert_eq!(quarantined, 0);
     // Poll 1 takes requests 1-10 (faults included), so the page size changes on page 3 of
     // poll 2: that poll must have been noticed as inconsistent.
-    assert!(s.log("ingest").contains("the page size changed"), "page-size change detected");
+    assert!(
+        s.log("ingest").contains("the page size changed"),
+        "page-size change detected"
+    );
 
     ingest.stop()?;
     transform.stop()?;
@@ -765,19 +768,32 @@ async fn kill_dash_9_mid_poll_loses_and_duplicates_nothing() -> Result<()> {
         ingest = s.start("ingest")?;
     }
     let db = s.db().await?;
-    wait_for(
-        Duration::from_secs(300),
+    let waited = wait_for(
+        Duration::from_secs(120),
         "silver.catalogue equal to the server",
         || async { Ok((silver_items(&db).await? == server_items(&srv)).then_some(())) },
     )
-    .await
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\ningest log:\n{}\ntransform log:\n{}",
+    .await;
+    if let Err(e) = waited {
+        let (silver, server) = (silver_items(&db).await?, server_items(&srv));
+        let diff: Vec<String> = server
+            .iter()
+            .filter(|(k, v)| silver.get(*k) != Some(v))
+            .map(|(k, v)| format!("server {k} {v:?} silver {:?}", silver.get(k)))
+            .chain(
+                silver
+                    .keys()
+                    .filter(|k| !server.contains_key(*k))
+                    .map(|k| format!("only in silver: {k}")),
+            )
+            .take(20)
+            .collect();
+        anyhow::bail!(
+            "{e}; differences (first 20): {diff:#?}\ningest log:\n{}\ntransform log:\n{}",
             s.log("ingest"),
             s.log("transform")
-        )
-    })?;
+        );
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(silver_items(&db).await?, server_items(&srv));
 

@@ -390,15 +390,18 @@ impl HttpSource {
             // Fetch and parse, retrying an unparseable page.
             let mut bad_pages = 0u32;
             let fresh = loop {
-                let answer = fetcher
-                    .get(
+                let mut stop = ctx.shutdown.clone();
+                // A request in flight (up to its timeout) does not hold up a shutdown.
+                let answer = tokio::select! {
+                    a = fetcher.get(
                         settings,
                         &ep.name,
                         &url,
                         memo.as_ref().map(|m| &m.validators),
                         |d| Self::pause(ctx, d),
-                    )
-                    .await;
+                    ) => a,
+                    _ = stop.wait_for(|s| *s) => Err(FetchError::Shutdown),
+                };
                 match answer {
                     Err(FetchError::Shutdown) => {
                         settle!();
@@ -482,7 +485,7 @@ impl HttpSource {
                     let ts_ms = now_ms();
                     let max_bytes = ctx.publisher.max_record_bytes();
                     let mut outs: Vec<Out> = Vec::new();
-                    let mut changes: Vec<(String, KeyState)> = Vec::new();
+                    let mut changes: Vec<(String, KeyState, bool)> = Vec::new();
                     let mut overlay: HashMap<String, KeyState> = HashMap::new();
                     let mut page_keys: Vec<String> = Vec::with_capacity(page.records.len());
                     let mut page_cursor: Option<String> = None;
@@ -571,8 +574,10 @@ impl HttpSource {
                                 value,
                             });
                         }
+                        // See Store::stage: what needs its new state durable before the publish.
+                        let durable = ep.deletes || prev.is_some();
                         overlay.insert(key_str.clone(), st.clone());
-                        changes.push((key_str, st));
+                        changes.push((key_str, st, durable));
                     }
                     let n_records = page.records.len();
                     if n_records > 0 {
@@ -597,7 +602,7 @@ impl HttpSource {
                     // the journal holds at most one unacknowledged group.
                     settle!();
                     let n = outs.iter().filter(|o| !o.dead).count() as u64;
-                    store.write_ahead(changes)?;
+                    store.stage(changes)?;
                     let batch = self.publish(ctx, &topic, &dlq, &outs).await?;
                     in_flight = Some((batch, n));
                     next
@@ -686,7 +691,7 @@ impl HttpSource {
                     });
                 }
                 stats.deleted = gone.len() as u64;
-                store.write_ahead(gone)?;
+                store.stage(gone.into_iter().map(|(k, s)| (k, s, true)).collect())?;
                 self.publish(ctx, &topic, &dlq, &outs)
                     .await?
                     .acknowledged()

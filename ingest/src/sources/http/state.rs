@@ -5,8 +5,10 @@
 //! * `<endpoint>.json`: a snapshot (versioned JSON via [`CheckpointFile`]: temp file, fsync,
 //!   rename), rewritten at the end of each poll;
 //! * `<endpoint>.journal`: the key changes since that snapshot, one JSON line each. Before a
-//!   page's events are published, their new key states are appended and fsynced
-//!   (write-ahead); once the broker acknowledged them, an `{"ack":true}` line follows.
+//!   page's events are published, the new states of keys the warehouse already has (and of
+//!   new keys, when the endpoint emits deletes) are appended and fsynced (write-ahead); once
+//!   the broker acknowledged the page, an `{"ack":true}` line follows, with the new keys'
+//!   states (see [`Store::stage`] for why those need no write-ahead).
 //!
 //! At load, the journal is replayed over the snapshot. Entries of a group without its ack
 //! line (a crash between write-ahead and acknowledgement) are loaded as *uncertain*: the
@@ -77,6 +79,25 @@ struct Line {
     ack: bool,
 }
 
+const ACK_LINE: &[u8] = b"{\"ack\":true}\n";
+
+/// Appends one journal line: a key and its (certain) state.
+fn line(buf: &mut Vec<u8>, k: &str, s: &KeyState) {
+    serde_json::to_writer(
+        &mut *buf,
+        &Line {
+            k: Some(k.to_string()),
+            s: Some(KeyState {
+                uncertain: false,
+                ..s.clone()
+            }),
+            ack: false,
+        },
+    )
+    .expect("journal line serializes");
+    buf.push(b'\n');
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
@@ -97,6 +118,8 @@ pub struct Store {
     pub snap: Snapshot,
     /// Keys of the group written ahead and not yet acknowledged.
     pending: Vec<String>,
+    /// New keys staged without a write-ahead, journalled once acknowledged.
+    pending_fresh: Vec<String>,
     /// Lines the snapshot would absorb: beyond this, [`Store::compact`] is due.
     pub compact_after_bytes: u64,
 }
@@ -145,15 +168,23 @@ impl Store {
         if replayed > 0 {
             tracing::info!(endpoint, lines = replayed, "replayed the state journal");
         }
-        Ok(Store {
+        let mut store = Store {
             snapshot_file,
             journal_path,
             journal,
             journal_bytes,
             snap,
             pending: Vec::new(),
+            pending_fresh: Vec::new(),
             compact_after_bytes: 64 << 20,
-        })
+        };
+        // Start from an empty journal: lines appended after an unacknowledged group (or a
+        // torn line) would otherwise join it, and the next ack would confirm changes that
+        // were never published. The uncertain flags go into the snapshot.
+        if store.journal_bytes > 0 {
+            store.compact()?;
+        }
+        Ok(store)
     }
 
     fn io(&self, source: std::io::Error) -> StateError {
@@ -163,50 +194,64 @@ impl Store {
         }
     }
 
-    /// Records the new states of a page's changed keys, durably, before they are published;
+    /// Records the new states of a page's changed keys before their events are published;
     /// they apply at once in memory, marked uncertain until [`Store::acknowledged`].
-    pub fn write_ahead(&mut self, changes: Vec<(String, KeyState)>) -> Result<(), StateError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut buf = Vec::with_capacity(changes.len() * 80);
-        for (k, s) in &changes {
-            serde_json::to_writer(
-                &mut buf,
-                &Line {
-                    k: Some(k.clone()),
-                    s: Some(KeyState {
-                        uncertain: false,
-                        ..s.clone()
-                    }),
-                    ack: false,
+    ///
+    /// `durable` changes are written ahead and fsynced now: a change to a key the warehouse
+    /// already has (lost, the content could later revert to the recorded state and nothing
+    /// would be re-sent) and, when the endpoint emits deletes, a new key (lost, its delete
+    /// would never be sent). The others (new keys without deletes) are journalled after the
+    /// acknowledgement without an fsync: lost, the key is simply new again at the next poll
+    /// and re-sent under the same source key, which bronze drops.
+    pub fn stage(&mut self, changes: Vec<(String, KeyState, bool)>) -> Result<(), StateError> {
+        let mut buf = Vec::new();
+        for (k, s, durable) in changes {
+            if durable {
+                line(&mut buf, &k, &s);
+                self.pending.push(k.clone());
+            } else {
+                self.pending_fresh.push(k.clone());
+            }
+            self.snap.keys.insert(
+                k,
+                KeyState {
+                    uncertain: true,
+                    ..s
                 },
-            )
-            .expect("journal line serializes");
-            buf.push(b'\n');
+            );
         }
-        self.journal.write_all(&buf).map_err(|e| self.io(e))?;
-        self.journal.sync_data().map_err(|e| self.io(e))?;
-        self.journal_bytes += buf.len() as u64;
-        for (k, mut s) in changes {
-            s.uncertain = true;
-            self.pending.push(k.clone());
-            self.snap.keys.insert(k, s);
+        if !buf.is_empty() {
+            self.journal.write_all(&buf).map_err(|e| self.io(e))?;
+            self.journal.sync_data().map_err(|e| self.io(e))?;
+            self.journal_bytes += buf.len() as u64;
         }
         Ok(())
     }
 
-    /// The broker acknowledged every event of the pending group.
+    /// The broker acknowledged every event of the staged changes. The ack line is not
+    /// fsynced: lost, the written-ahead changes are replayed as uncertain and re-sent under
+    /// the same source keys.
     pub fn acknowledged(&mut self) -> Result<(), StateError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending_fresh.is_empty() {
             return Ok(());
         }
-        self.journal
-            .write_all(b"{\"ack\":true}\n")
-            .map_err(|e| self.io(e))?;
-        self.journal.sync_data().map_err(|e| self.io(e))?;
-        self.journal_bytes += 13;
-        for k in self.pending.drain(..) {
+        let mut buf = Vec::new();
+        if !self.pending.is_empty() {
+            buf.extend_from_slice(ACK_LINE);
+        }
+        let mut keys = std::mem::take(&mut self.pending);
+        if !self.pending_fresh.is_empty() {
+            for k in &self.pending_fresh {
+                if let Some(s) = self.snap.keys.get(k) {
+                    line(&mut buf, k, s);
+                }
+            }
+            buf.extend_from_slice(ACK_LINE);
+            keys.append(&mut self.pending_fresh);
+        }
+        self.journal.write_all(&buf).map_err(|e| self.io(e))?;
+        self.journal_bytes += buf.len() as u64;
+        for k in keys {
             if let Some(s) = self.snap.keys.get_mut(&k) {
                 s.uncertain = false;
             }
@@ -221,7 +266,7 @@ impl Store {
     /// Writes the snapshot (with the cursor and page memos) and empties the journal. Only
     /// call with nothing pending.
     pub fn compact(&mut self) -> Result<(), StateError> {
-        debug_assert!(self.pending.is_empty());
+        debug_assert!(self.pending.is_empty() && self.pending_fresh.is_empty());
         self.snapshot_file.save(&self.snap)?;
         // A crash here replays the whole journal over the new snapshot: every line holds an
         // absolute state and the last of each key is the snapshot's, so that is harmless.
@@ -320,6 +365,35 @@ mod tests {
     }
 
     #[test]
+    fn a_dangling_group_is_not_confirmed_by_a_later_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = |h: &str, n| KeyState {
+            hash: Some(h.into()),
+            n,
+            uncertain: false,
+        };
+        {
+            let mut s = Store::open(dir.path(), "ep").unwrap();
+            s.stage(vec![("k".into(), st("h2", 2), true)]).unwrap();
+            // crash #1: written ahead, never published
+        }
+        {
+            let mut s = Store::open(dir.path(), "ep").unwrap();
+            assert!(s.snap.keys["k"].uncertain);
+            // Another page is published and acknowledged before k's page comes round again.
+            s.stage(vec![("other".into(), st("x", 2), true)]).unwrap();
+            s.acknowledged().unwrap();
+            // crash #2
+        }
+        let s = Store::open(dir.path(), "ep").unwrap();
+        assert!(
+            s.snap.keys["k"].uncertain,
+            "k's change was never acknowledged"
+        );
+        assert!(!s.snap.keys["other"].uncertain);
+    }
+
+    #[test]
     fn journal_replay_acknowledged_and_torn() {
         let dir = tempfile::tempdir().unwrap();
         let st = |h: &str, n| KeyState {
@@ -329,11 +403,20 @@ mod tests {
         };
         {
             let mut s = Store::open(dir.path(), "ep").unwrap();
-            s.write_ahead(vec![("a".into(), st("h1", 1)), ("b".into(), st("h2", 1))])
-                .unwrap();
+            s.stage(vec![
+                ("a".into(), st("h1", 1), true),
+                ("b".into(), st("h2", 1), false),
+            ])
+            .unwrap();
+            assert!(s.snap.keys["b"].uncertain);
             s.acknowledged().unwrap();
-            s.write_ahead(vec![("a".into(), st("h3", 2))]).unwrap();
-            // crash: no ack for the second group
+            assert!(!s.snap.keys["b"].uncertain);
+            s.stage(vec![
+                ("a".into(), st("h3", 2), true),
+                ("d".into(), st("h4", 1), false),
+            ])
+            .unwrap();
+            // crash: no ack for the second group; "d" was never journalled
         }
         // A torn half line at the end.
         let mut f = OpenOptions::new()
@@ -353,6 +436,10 @@ mod tests {
             }
         );
         assert!(!s.snap.keys.contains_key("c"));
+        assert!(
+            !s.snap.keys.contains_key("d"),
+            "a new key staged without write-ahead is new again"
+        );
         s.snap.cursor = Some("2024-01-02".into());
         s.compact().unwrap();
         assert_eq!(s.journal_bytes(), 0);
