@@ -725,7 +725,7 @@ async fn kill_dash_9_mid_poll_loses_and_duplicates_nothing() -> Result<()> {
     let mut transform = s.start("transform")?;
     let mut next_id = ITEMS;
     for round in 1..=5 {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..2500))).await;
         let busy = {
             let s = srv.lock().unwrap();
             s.log

@@ -10,7 +10,8 @@
 //!   the broker acknowledged the page, an `{"ack":true}` line follows, with the new keys'
 //!   states (see [`Store::stage`] for why those need no write-ahead).
 //!
-//! At load, the journal is replayed over the snapshot. Entries of a group without its ack
+//! At load, the journal is replayed over the snapshot (and both are compacted into a new
+//! snapshot, so that nothing appended later joins a group the crash left open). Entries of a group without its ack
 //! line (a crash between write-ahead and acknowledgement) are loaded as *uncertain*: the
 //! broker may or may not have them. The next poll re-emits an uncertain key with the
 //! same counter when its content is the one written ahead (so the source key is the same,
