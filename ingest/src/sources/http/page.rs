@@ -40,6 +40,18 @@ pub fn at_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+fn at_path_mut<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut cur = v;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(seg)?,
+            Value::Array(a) => a.get_mut(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// A parsed page.
 #[derive(Debug)]
 pub struct Page {
@@ -51,11 +63,16 @@ pub struct Page {
 
 /// Parses a body and extracts its records as configured.
 pub fn parse_page(ep: &Endpoint, bytes: &[u8]) -> Result<Page, PageError> {
-    let body: Value = serde_json::from_slice(bytes).map_err(|e| PageError::Json(e.to_string()))?;
+    let mut body: Value =
+        serde_json::from_slice(bytes).map_err(|e| PageError::Json(e.to_string()))?;
     let at =
         at_path(&body, &ep.records).ok_or_else(|| PageError::MissingPath(ep.records.clone()))?;
     let records = match at {
-        Value::Array(a) => a.clone(),
+        // Moved out of the body (the rest of it, e.g. a next cursor, stays), not copied.
+        Value::Array(_) => match at_path_mut(&mut body, &ep.records).map(std::mem::take) {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
         Value::Object(m) if ep.map_key_field.is_some() => explode(ep, m),
         // A single object where records are expected: one record (e.g. `/latest`).
         Value::Object(_) => vec![at.clone()],
