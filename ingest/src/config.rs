@@ -139,6 +139,11 @@ impl Settings {
             h.validate(&self.kafka.topic_prefix)?;
         }
         if self.mode == Mode::Production {
+            if let Some(e) = self.ingest.http.as_ref().and_then(|h| h.inline_secret()) {
+                return Err(format!(
+                    "production mode: ingest.http endpoint {e:?} has its secret in the file; name an environment variable instead (token_env, value_env, password_env)"
+                ));
+            }
             for (k, v) in &self.kafka.client {
                 if k.contains("password") && matches!(v.as_str(), "" | "changeme" | "password") {
                     return Err(format!(

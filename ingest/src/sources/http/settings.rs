@@ -312,6 +312,20 @@ impl Lookback {
 }
 
 impl HttpSettings {
+    /// The first endpoint whose secret is written in the configuration rather than read
+    /// from the environment (refused in production mode).
+    pub fn inline_secret(&self) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| match &e.auth {
+                Some(Auth::Bearer { token_env, .. }) => token_env.is_none(),
+                Some(Auth::Header { value_env, .. }) => value_env.is_none(),
+                Some(Auth::Basic { password_env, .. }) => password_env.is_none(),
+                None => false,
+            })
+            .map(|e| e.name.as_str())
+    }
+
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         let mut names = std::collections::HashSet::new();
         for e in &self.endpoints {
@@ -392,6 +406,7 @@ mod tests {
             }
         );
         s.validate("etl").unwrap();
+        assert_eq!(s.inline_secret(), Some("rates"));
         let mut bad = s.clone();
         bad.endpoints[0].deletes = true;
         assert!(bad.validate("etl").unwrap_err().contains("incremental"));
