@@ -33,6 +33,8 @@ pub struct IngestSettings {
     pub csv: Option<CsvSettings>,
     /// MySQL/MariaDB binlog source (`[ingest.mysql]`).
     pub mysql: Option<crate::sources::mysql::MysqlSettings>,
+    /// HTTP API source (`[ingest.http]`, `[[ingest.http.endpoints]]`).
+    pub http: Option<crate::sources::http::HttpSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,7 +135,15 @@ impl Settings {
         if let Some(m) = &self.ingest.mysql {
             m.validate()?;
         }
+        if let Some(h) = &self.ingest.http {
+            h.validate(&self.kafka.topic_prefix)?;
+        }
         if self.mode == Mode::Production {
+            if let Some(e) = self.ingest.http.as_ref().and_then(|h| h.inline_secret()) {
+                return Err(format!(
+                    "production mode: ingest.http endpoint {e:?} has its secret in the file; name an environment variable instead (token_env, value_env, password_env)"
+                ));
+            }
             for (k, v) in &self.kafka.client {
                 if k.contains("password") && matches!(v.as_str(), "" | "changeme" | "password") {
                     return Err(format!(

@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use ingest::config::Settings;
 use ingest::ops::{self, Liveness};
 use ingest::publisher::Publisher;
-use ingest::sources::{csv::CsvSource, mysql::MysqlSource, Source, SourceContext};
+use ingest::sources::{
+    csv::CsvSource, http::HttpSource, mysql::MysqlSource, Source, SourceContext,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,12 @@ async fn main() -> anyhow::Result<()> {
             &settings.kafka.topic_prefix,
         )?));
     }
+    if let Some(http) = settings.ingest.http.clone() {
+        sources.push(Arc::new(HttpSource::new(
+            http,
+            &settings.kafka.topic_prefix,
+        )?));
+    }
     match cli.command {
         Command::Check => {
             for s in &sources {
@@ -80,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
     anyhow::ensure!(
         !sources.is_empty(),
-        "no source is configured: add an [ingest.csv] or [ingest.mysql] section"
+        "no source is configured: add an [ingest.csv], [ingest.mysql] or [ingest.http] section"
     );
     let metrics = ops::install_metrics()?;
     let liveness = Liveness::default();

@@ -2,6 +2,7 @@
 //! advances it only after the broker acknowledged what it published.
 
 pub mod csv;
+pub mod http;
 pub mod mysql;
 
 use crate::ops::Liveness;

@@ -111,6 +111,8 @@ pub const MODELS: &[Model] = &[
     models::countries::MODEL,
     models::employees::MODEL,
     models::sales::MODEL,
+    models::exchange_rates::MODEL,
+    models::catalogue::MODEL,
 ];
 
 pub fn model(name: &str) -> Option<&'static Model> {
@@ -345,7 +347,16 @@ impl Mapping {
     /// The cleaned key of an image (used for deletes, from the before image).
     pub fn key_of(&self, image: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
         let field = &self.model.fields[0];
-        Self::raw(image, &self.columns[0]).map(|s| clean_text(&s, field.clean))
+        match Self::raw(image, &self.columns[0]) {
+            Some(s) => Some(clean_text(&s, field.clean)),
+            // A derived key (e.g. an exchange rate's `<base>:<currency>:<date>`) is computed
+            // from the image like an upsert's.
+            None if self.model.derive.is_some() => match self.parse(image).ok()?.first() {
+                Some(Value::Text(k)) => Some(k.clone()),
+                _ => None,
+            },
+            None => None,
+        }
     }
 }
 
