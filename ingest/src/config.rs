@@ -33,6 +33,8 @@ pub struct IngestSettings {
     pub csv: Option<CsvSettings>,
     /// MySQL/MariaDB binlog source (`[ingest.mysql]`).
     pub mysql: Option<crate::sources::mysql::MysqlSettings>,
+    /// Azure Blob source (`[ingest.blob]`).
+    pub blob: Option<crate::sources::blob::BlobSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +134,9 @@ impl Settings {
         }
         if let Some(m) = &self.ingest.mysql {
             m.validate()?;
+        }
+        if let Some(b) = &self.ingest.blob {
+            b.validate(&self.kafka.topic_prefix, self.mode == Mode::Production)?;
         }
         if self.mode == Mode::Production {
             for (k, v) in &self.kafka.client {

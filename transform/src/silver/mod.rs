@@ -110,6 +110,7 @@ pub const MODELS: &[Model] = &[
     models::countries::MODEL,
     models::employees::MODEL,
     models::sales::MODEL,
+    models::web_events::MODEL,
 ];
 
 pub fn model(name: &str) -> Option<&'static Model> {

@@ -6,3 +6,4 @@ pub mod customers;
 pub mod employees;
 pub mod products;
 pub mod sales;
+pub mod web_events;
