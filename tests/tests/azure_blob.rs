@@ -62,7 +62,10 @@ async fn scratch(name: &str, chunk_bytes: u64) -> Result<(Scratch, String)> {
         ("ETL_INGEST__BLOB__ENABLED".to_string(), "true".to_string()),
         ("ETL_INGEST__BLOB__ENDPOINT".into(), azurite()),
         ("ETL_INGEST__BLOB__POLL_INTERVAL_MS".into(), "300".into()),
-        ("ETL_INGEST__BLOB__CHUNK_BYTES".into(), chunk_bytes.to_string()),
+        (
+            "ETL_INGEST__BLOB__CHUNK_BYTES".into(),
+            chunk_bytes.to_string(),
+        ),
     ]);
     Ok((s, container))
 }
@@ -128,7 +131,15 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 fn events(prefix: &str, day: &str, channel: &str, n: usize) -> Vec<Value> {
     (0..n)
-        .map(|i| event(&format!("{prefix}-{i:06}"), day, channel, i, &format!("/p/{}", i % 17)))
+        .map(|i| {
+            event(
+                &format!("{prefix}-{i:06}"),
+                day,
+                channel,
+                i,
+                &format!("/p/{}", i % 17),
+            )
+        })
         .collect()
 }
 
@@ -154,30 +165,52 @@ impl Expect {
 async fn wait_equal(s: &Scratch, topic: &str, exp: &Expect, timeout: Duration) -> Result<()> {
     let db = s.db().await?;
     let (want_bronze, want_silver) = (exp.published, exp.pages.len() as i64);
-    wait_for(timeout, "bronze and silver to hold the container's records", || {
-        let db = &db;
-        async move {
-            let b = count(db, &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'")).await?;
-            let sv = count(db, "SELECT count(*) FROM silver.web_events").await?;
-            Ok((b >= want_bronze && sv >= want_silver).then_some(()))
-        }
-    })
+    wait_for(
+        timeout,
+        "bronze and silver to hold the container's records",
+        || {
+            let db = &db;
+            async move {
+                let b = count(
+                    db,
+                    &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'"),
+                )
+                .await?;
+                let sv = count(db, "SELECT count(*) FROM silver.web_events").await?;
+                Ok((b >= want_bronze && sv >= want_silver).then_some(()))
+            }
+        },
+    )
     .await
     .with_context(|| format!("ingest log:\n{}", s.log("ingest")))?;
     // Settle, then compare exactly: nothing lost, nothing duplicated.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let b = count(&db, &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'")).await?;
+    let b = count(
+        &db,
+        &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'"),
+    )
+    .await?;
     assert_eq!(b, want_bronze, "bronze events");
-    let distinct = count(&db, &format!("SELECT count(DISTINCT source_key) FROM bronze.events WHERE topic = '{topic}'")).await?;
+    let distinct = count(
+        &db,
+        &format!("SELECT count(DISTINCT source_key) FROM bronze.events WHERE topic = '{topic}'"),
+    )
+    .await?;
     assert_eq!(distinct, want_bronze, "bronze source keys are unique");
     let rows = db
-        .query("SELECT event_id, coalesce(page, '') FROM silver.web_events ORDER BY event_id", &[])
+        .query(
+            "SELECT event_id, coalesce(page, '') FROM silver.web_events ORDER BY event_id",
+            &[],
+        )
         .await?;
     let got: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got.len(), exp.pages.len(), "silver rows");
     assert!(got == exp.pages, "silver differs from the container");
     let gold: i64 = db
-        .query_one("SELECT coalesce(sum(events), 0)::bigint FROM gold.web_usage_daily", &[])
+        .query_one(
+            "SELECT coalesce(sum(events), 0)::bigint FROM gold.web_usage_daily",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(gold, want_silver, "gold events");
@@ -216,12 +249,23 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
     put(&c, "misc/e.csv.gz", gzip(&csv(&e))).await?;
     exp.add(&e);
     // Not gzip at all.
-    put(&c, "2026/01/12/broken.jsonl.gz", b"this is not a gzip stream".to_vec()).await?;
+    put(
+        &c,
+        "2026/01/12/broken.jsonl.gz",
+        b"this is not a gzip stream".to_vec(),
+    )
+    .await?;
     // A large blob (~30 MB), read in 1 MiB ranged GETs.
     let mut large = Vec::new();
     let mut n_large = 0;
     while large.len() < 30 << 20 {
-        let mut ev = event(&format!("L-{n_large:07}"), "2026-01-12", "web", n_large, "/large");
+        let mut ev = event(
+            &format!("L-{n_large:07}"),
+            "2026-01-12",
+            "web",
+            n_large,
+            "/large",
+        );
         ev["padding"] = Value::String("x".repeat(120));
         serde_json::to_writer(&mut large, &ev)?;
         large.push(b'\n');
@@ -238,24 +282,50 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
 
     // Dead letters: container, blob, etag, record and reason.
     let dl = read_topic(&format!("{}.dlq", s.prefix), 3)?;
-    let dl: Vec<Value> = dl.iter().map(|(_, v)| serde_json::from_slice(v).unwrap()).collect();
+    let dl: Vec<Value> = dl
+        .iter()
+        .map(|(_, v)| serde_json::from_slice(v).unwrap())
+        .collect();
     assert_eq!(dl.len(), 3, "{dl:#?}");
-    let find = |blob: &str| dl.iter().find(|d| d["origin"]["blob"] == blob).cloned().unwrap();
+    let find = |blob: &str| {
+        dl.iter()
+            .find(|d| d["origin"]["blob"] == blob)
+            .cloned()
+            .unwrap()
+    };
     let bad_csv = find("2026/01/10/a.csv");
     assert_eq!(bad_csv["origin"]["container"], cname.as_str());
     assert_eq!(bad_csv["origin"]["record"], 50);
-    assert!(bad_csv["origin"]["etag"].as_str().is_some_and(|e| !e.is_empty()));
-    assert!(bad_csv["reason"].as_str().unwrap().contains("expected 9 fields"), "{bad_csv}");
+    assert!(bad_csv["origin"]["etag"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    assert!(
+        bad_csv["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected 9 fields"),
+        "{bad_csv}"
+    );
     let bad_line = find("2026/01/10/b.jsonl");
     assert_eq!(bad_line["origin"]["line"], 21);
-    assert!(bad_line["reason"].as_str().unwrap().contains("invalid JSON"));
+    assert!(bad_line["reason"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON"));
     assert_eq!(bad_line["raw_text"], "{\"event_id\": \"B-broken\", oops");
     let bad_blob = find("2026/01/12/broken.jsonl.gz");
     assert_eq!(bad_blob["origin"]["whole_blob"], true);
-    assert!(bad_blob["reason"].as_str().unwrap().contains("gzip"), "{bad_blob}");
+    assert!(
+        bad_blob["reason"].as_str().unwrap().contains("gzip"),
+        "{bad_blob}"
+    );
     let db = s.db().await?;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM bronze.dead_letters WHERE connector = 'blob'").await?,
+        count(
+            &db,
+            "SELECT count(*) FROM bronze.dead_letters WHERE connector = 'blob'"
+        )
+        .await?,
         3
     );
 
@@ -269,8 +339,16 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
     put(&c, "2026/01/10/b.jsonl", jsonl(&b2)).await?;
     exp.add(&b2);
     wait_equal(&s, &topic, &exp, Duration::from_secs(120)).await?;
-    let ops = count(&db, &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}' AND op = 'u'")).await?;
-    assert_eq!(ops, b2.len() as i64, "the changed blob's records are updates");
+    let ops = count(
+        &db,
+        &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}' AND op = 'u'"),
+    )
+    .await?;
+    assert_eq!(
+        ops,
+        b2.len() as i64,
+        "the changed blob's records are updates"
+    );
     let day: (i64, i64) = {
         let r = db
             .query_one(
@@ -280,7 +358,11 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
             .await?;
         (r.get(0), r.get(1))
     };
-    assert_eq!(day, (12, 48), "2026-01-11 web: 60 events in 12 sessions, 48 page views");
+    assert_eq!(
+        day,
+        (12, 48),
+        "2026-01-11 web: 60 events in 12 sessions, 48 page views"
+    );
     s.cleanup().await;
     Ok(())
 }
@@ -318,14 +400,22 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
     for round in 1..=5 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(700..2000))).await;
         ingest.kill9();
-        let n = count(&db, &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'")).await?;
-        let cp = std::fs::read_to_string(s.dir.join("checkpoints/blob-web_events.json")).unwrap_or_default();
+        let n = count(
+            &db,
+            &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'"),
+        )
+        .await?;
+        let cp = std::fs::read_to_string(s.dir.join("checkpoints/blob-web_events.json"))
+            .unwrap_or_default();
         let reading = cp.contains("\"done\": false");
         mid_blob += reading as usize;
         println!("round {round}: killed ingest (bronze {n}, a blob half-read in the checkpoint: {reading})");
         ingest = s.start("ingest")?;
     }
-    assert!(mid_blob >= 3, "most kills should land mid-blob ({mid_blob}/5)");
+    assert!(
+        mid_blob >= 3,
+        "most kills should land mid-blob ({mid_blob}/5)"
+    );
     wait_equal(&s, &topic, &exp, Duration::from_secs(300)).await?;
     let resumed = s.log("ingest").matches("resuming blob").count();
     assert!(resumed >= 3, "the agent resumed mid-blob {resumed} times");
