@@ -46,7 +46,11 @@ async fn put(c: &ContainerClient, name: &str, body: Vec<u8>) -> Result<()> {
 
 /// A pipeline whose blob source reads `container` (the repository's configuration, with
 /// the container replaced), polling every 300 ms.
-async fn scratch(name: &str, chunk_bytes: u64) -> Result<(Scratch, String)> {
+async fn scratch(
+    name: &str,
+    chunk_bytes: u64,
+    edits: &[(&str, &str)],
+) -> Result<(Scratch, String)> {
     let mut s = Scratch::new(name, None).await?;
     let container = format!("t{}", s.id.to_lowercase());
     let cfg = std::fs::read_to_string(repo_root().join("config/etl.toml"))?;
@@ -55,6 +59,11 @@ async fn scratch(name: &str, chunk_bytes: u64) -> Result<(Scratch, String)> {
         "container = \"web-usage\"",
         &format!("container = \"{container}\""),
     );
+    let mut cfg = cfg;
+    for (from, to) in edits {
+        assert!(cfg.contains(from), "config/etl.toml has no {from:?}");
+        cfg = cfg.replace(from, to);
+    }
     let path = s.dir.join("etl.toml");
     std::fs::write(&path, cfg)?;
     s.config = path;
@@ -87,9 +96,9 @@ fn event(id: &str, day: &str, channel: &str, n: usize, page: &str) -> Value {
         "event_id": id,
         "ts": format!("{day}T{:02}:{:02}:00Z", 8 + n % 12, n % 60),
         "channel": channel,
-        "event_type": if n % 5 == 0 { "session_start" } else if channel == "web" { "page_view" } else { "screen_view" },
+        "event_type": if n.is_multiple_of(5) { "session_start" } else if channel == "web" { "page_view" } else { "screen_view" },
         "session_id": format!("S-{day}-{}", n / 5),
-        "customer_id": if n % 3 == 0 { Value::Null } else { Value::String(format!("C{:05}", 1 + n % 1500)) },
+        "customer_id": if n.is_multiple_of(3) { Value::Null } else { Value::String(format!("C{:05}", 1 + n % 1500)) },
         "page": page,
         "device": if channel == "web" { "desktop" } else { "android" },
         "app_version": if channel == "app" { Value::String("3.2.1".into()) } else { Value::Null },
@@ -177,7 +186,7 @@ async fn wait_equal(s: &Scratch, topic: &str, exp: &Expect, timeout: Duration) -
                 )
                 .await?;
                 let sv = count(db, "SELECT count(*) FROM silver.web_events").await?;
-                Ok((b >= want_bronze && sv >= want_silver).then_some(()))
+                Ok((b == want_bronze && sv == want_silver).then_some(()))
             }
         },
     )
@@ -219,7 +228,7 @@ async fn wait_equal(s: &Scratch, topic: &str, exp: &Expect, timeout: Duration) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()> {
-    let (s, cname) = scratch("blob", 1 << 20).await?;
+    let (s, cname) = scratch("blob", 1 << 20, &[]).await?;
     let c = container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
     let mut exp = Expect::default();
@@ -370,7 +379,7 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Result<()> {
     // 64 KiB chunks: hundreds of checkpoints per blob, so the kills land mid-blob.
-    let (s, cname) = scratch("blobcrash", 64 * 1024).await?;
+    let (s, cname) = scratch("blobcrash", 64 * 1024, &[]).await?;
     let c = container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
     let seed: u64 = std::env::var("ETL_TEST_SEED")
@@ -420,6 +429,52 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
     let resumed = s.log("ingest").matches("resuming blob").count();
     assert!(resumed >= 3, "the agent resumed mid-blob {resumed} times");
     drop(ingest);
+    s.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_deletes_removes_the_keys_of_removed_and_shrunk_blobs() -> Result<()> {
+    let (s, cname) = scratch(
+        "blobdel",
+        1 << 20,
+        &[
+            ("emit_deletes = false", "emit_deletes = true"),
+            ("partitioning = \"date\"", "partitioning = \"none\""),
+        ],
+    )
+    .await?;
+    let c = container(&cname).await?;
+    let topic = format!("{}.blob.web_events", s.prefix);
+    let mut exp = Expect::default();
+    let x = events("X", "2026-03-01", "web", 40);
+    put(&c, "x.jsonl", jsonl(&x)).await?;
+    exp.add(&x);
+    let y = events("Y", "2026-03-01", "app", 30);
+    put(&c, "y.json", serde_json::to_vec(&y)?).await?;
+    exp.add(&y);
+    let _transform = s.start("transform")?;
+    let _ingest = s.start("ingest")?;
+    wait_equal(&s, &topic, &exp, Duration::from_secs(120)).await?;
+
+    // x.jsonl shrinks to 25 events (5 of them changed); y.json is removed.
+    let mut x2: Vec<Value> = x[..25].to_vec();
+    for ev in x2.iter_mut().take(5) {
+        ev["page"] = Value::String("/changed".into());
+    }
+    put(&c, "x.jsonl", jsonl(&x2)).await?;
+    c.blob_client("y.json").delete().await?;
+    exp.pages.clear();
+    exp.add(&x2);
+    exp.published += 15 + 30; // d events: the 15 keys x.jsonl lost, the 30 of y.json
+    wait_equal(&s, &topic, &exp, Duration::from_secs(120)).await?;
+    let db = s.db().await?;
+    let deletes = count(
+        &db,
+        &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}' AND op = 'd'"),
+    )
+    .await?;
+    assert_eq!(deletes, 45);
     s.cleanup().await;
     Ok(())
 }

@@ -2,3 +2,4 @@
 
 pub mod chart;
 pub mod kpi;
+pub mod web_usage;

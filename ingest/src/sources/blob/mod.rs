@@ -758,7 +758,7 @@ impl BlobSource {
         let chunk = self.settings.chunk_bytes;
         let mut in_flight: Option<Pending> = None;
         let mut arena: Vec<u8> = Vec::new();
-        let mut items: Vec<(bool, Range<usize>, Range<usize>, Option<Range<usize>>)> = Vec::new();
+        let mut items: Vec<(bool, Range<usize>, Range<usize>)> = Vec::new();
         let ts_ms = chrono::Utc::now().timestamp_millis();
         let max_bytes = ctx.publisher.max_record_bytes();
         let op = if st.generation == 0 {
@@ -858,7 +858,7 @@ impl BlobSource {
                             )
                             .expect("envelope serializes");
                             if arena.len() - k0 <= max_bytes {
-                                items.push((false, k0..k1, k1..arena.len(), None));
+                                items.push((false, k0..k1, k1..arena.len()));
                                 Ok(())
                             } else {
                                 let size = arena.len() - k0;
@@ -891,7 +891,7 @@ impl BlobSource {
                     arena.extend_from_slice(dl.source_key.as_bytes());
                     let k1 = arena.len();
                     serde_json::to_writer(&mut arena, &dl).expect("dead letter serializes");
-                    items.push((true, k0..k1, k1..arena.len(), None));
+                    items.push((true, k0..k1, k1..arena.len()));
                 }
             };
             let fatal = dec.feed(&data, finished, &mut on_record).err();
@@ -918,13 +918,13 @@ impl BlobSource {
                 arena.extend_from_slice(source_key.as_bytes());
                 let k1 = arena.len();
                 serde_json::to_writer(&mut arena, &dl).expect("dead letter serializes");
-                items.push((true, k0..k1, k1..arena.len(), None));
+                items.push((true, k0..k1, k1..arena.len()));
                 finished = true;
             }
             let mut batch = Batch::default();
             let (mut rows, mut dead) = (0u64, 0u64);
             let mut keys = Vec::new();
-            for (is_dead, k, v, _) in items.drain(..) {
+            for (is_dead, k, v) in items.drain(..) {
                 let t = if is_dead {
                     dead += 1;
                     &c.dlq
