@@ -27,7 +27,9 @@
 //!
 //! **Listing a large container.** List Blobs pages through names in order with continuation
 //! markers (`list_page_size` per page). With `partitioning = "none"` every blob under the
-//! prefixes is listed at each poll and its etag remembered: fine up to some 100k blobs.
+//! prefixes is listed at each poll and its etag stays in the checkpoint (rewritten at each
+//! acknowledged chunk): meant for containers of up to some tens of thousands of blobs, or
+//! for several narrow prefixes.
 //! For date-partitioned names (`<prefix>yyyy/mm/dd/...`, the usual layout of daily exports;
 //! `partitioning = "date"`) the source walks the hierarchy with a `/` delimiter (years,
 //! then months, then days: a few dozen requests), lists only the day partitions from its
@@ -35,9 +37,10 @@
 //! the newest day minus `lookback_days` is read, that day is settled: its blobs leave the
 //! checkpoint and only a digest of its listing (names and etags) remains. Every
 //! `full_rescan_interval_s` every day is listed once; a settled day whose digest changed is
-//! read again (unchanged blobs give the same source keys, so bronze absorbs them). A
+//! read again (unchanged blobs give the same source keys, so bronze absorbs them); a
+//! file landing in a day older than the listed window is found by that rescan too. A
 //! million blobs over three years is then ~1,100 settled digests and a poll lists
-//! `lookback_days + 1` days.
+//! `lookback_days + 1` days (plus names outside the `yyyy/mm/dd/` layout, listed in full).
 
 pub mod decode;
 pub mod settings;

@@ -284,3 +284,59 @@ fn builder(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::{Format as _, Toml};
+
+    fn parse(toml: &str) -> BlobSettings {
+        figment::Figment::from(Toml::string(toml))
+            .extract()
+            .unwrap()
+    }
+
+    const SOURCE: &str =
+        "\n[[sources]]\nentity = \"web_events\"\ncontainer = \"web-usage\"\nkey = [\"event_id\"]\n";
+
+    #[test]
+    fn the_emulator_key_is_refused_in_production() {
+        let emu = parse(&format!("emulator = true{SOURCE}"));
+        assert!(emu.validate("etl", false).is_ok());
+        let err = emu.validate("etl", true).unwrap_err();
+        assert!(err.contains("production mode"), "{err}");
+        let (_, endpoint) = emu.client().unwrap();
+        assert_eq!(endpoint, EMULATOR_ENDPOINT);
+
+        let published = format!(
+            "connection_string = \"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;\"{SOURCE}",
+            azure_storage::clients::EMULATOR_ACCOUNT_KEY
+        );
+        let cs = parse(&published);
+        assert!(cs.validate("etl", true).is_err());
+        let (_, endpoint) = cs.client().unwrap();
+        assert_eq!(endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+
+        let real = parse(&format!(
+            "account = \"acme\"\nsas_token = \"?sv=2022-11-02&ss=b&srt=co&sp=rl&se=2030-01-01T00:00:00Z&sig=abc%3D\"{SOURCE}"
+        ));
+        assert!(real.validate("etl", true).is_ok());
+        let (_, endpoint) = real.client().unwrap();
+        assert_eq!(endpoint, "https://acme.blob.core.windows.net");
+    }
+
+    #[test]
+    fn needs_credentials_and_a_key() {
+        let none = parse(SOURCE);
+        assert!(none
+            .validate("etl", false)
+            .unwrap_err()
+            .contains("connection_string"));
+        let no_key =
+            parse("emulator = true\n[[sources]]\nentity = \"e\"\ncontainer = \"c\"\nkey = []\n");
+        assert!(no_key
+            .validate("etl", false)
+            .unwrap_err()
+            .contains("no key"));
+    }
+}
