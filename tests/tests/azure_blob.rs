@@ -228,7 +228,15 @@ async fn wait_equal(s: &Scratch, topic: &str, exp: &Expect, timeout: Duration) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()> {
-    let (s, cname) = scratch("blob", 1 << 20, &[]).await?;
+    let (s, cname) = scratch(
+        "blob",
+        1 << 20,
+        &[(
+            "full_rescan_interval_s = 86400",
+            "full_rescan_interval_s = 3",
+        )],
+    )
+    .await?;
     let c = container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
     let mut exp = Expect::default();
@@ -253,10 +261,14 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
     let d = events("D", "2026-01-11", "web", 60);
     put(&c, "2026/01/11/d.jsonl.gz", gzip(&jsonl(&d))).await?;
     exp.add(&d);
-    // Gzip CSV outside the date partitions.
-    let e = events("E", "2026-01-09", "web", 30);
-    put(&c, "misc/e.csv.gz", gzip(&csv(&e))).await?;
+    // Gzip CSV in an old day (settled after the first read: out of the listed window), and
+    // JSON lines outside the date partitions.
+    let e = events("E", "2026-01-05", "web", 30);
+    put(&c, "2026/01/05/e.csv.gz", gzip(&csv(&e))).await?;
     exp.add(&e);
+    let f = events("F", "2026-01-09", "app", 10);
+    put(&c, "misc/f.jsonl", jsonl(&f)).await?;
+    exp.add(&f);
     // Not gzip at all.
     put(
         &c,
@@ -372,6 +384,29 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
         (12, 48),
         "2026-01-11 web: 60 events in 12 sessions, 48 page views"
     );
+
+    // Days before the newest minus lookback_days (2) are settled: out of the checkpoint's
+    // blob map, a digest each; names outside the date layout stay tracked.
+    let cp: Value = serde_json::from_str(&std::fs::read_to_string(
+        s.dir.join("checkpoints/blob-web_events.json"),
+    )?)?;
+    let st = &cp["state"];
+    assert_eq!(st["settled"][""], "2026/01/10", "{st}");
+    assert!(st["digests"]["2026/01/05"].is_string(), "{st}");
+    assert!(st["blobs"].get("2026/01/05/e.csv.gz").is_none(), "{st}");
+    assert!(st["blobs"].get("misc/f.jsonl").is_some(), "{st}");
+    assert!(st["blobs"].get("2026/01/12/large.jsonl").is_some(), "{st}");
+    // A settled day that changes is found by the periodic full rescan (every 3 s here).
+    let mut e2 = e.clone();
+    for ev in e2.iter_mut() {
+        ev["page"] = Value::String("/rescanned".into());
+    }
+    put(&c, "2026/01/05/e.csv.gz", gzip(&csv(&e2))).await?;
+    exp.add(&e2);
+    wait_equal(&s, &topic, &exp, Duration::from_secs(60)).await?;
+    assert!(s
+        .log("ingest")
+        .contains("settled day changed since it was read"));
     s.cleanup().await;
     Ok(())
 }
