@@ -53,7 +53,7 @@ use crate::publisher::Batch;
 use azure_core::error::ErrorKind;
 use azure_core::prelude::IfMatchCondition;
 use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
-use decode::{Decoder, Kind, Record, Resume};
+use decode::{Decoder, Kind, Obj, Record, Resume};
 use etl_contract::{
     data_topic, dead_letter_topic, DeadLetter, DeadLetterOrigin, Envelope, Op, CONTRACT_VERSION,
 };
@@ -199,6 +199,62 @@ struct Pending {
     rows: u64,
     dead: u64,
     bytes: u64,
+}
+
+/// Ranged GETs of a blob, one chunk ahead of the decoder, in a task of their own (aborted
+/// when dropped). Chunks come in order; a failed GET ends the sequence with its error.
+struct Prefetch {
+    rx: tokio::sync::mpsc::Receiver<azure_core::Result<bytes::Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Prefetch {
+    fn start(
+        blob: azure_storage_blobs::prelude::BlobClient,
+        etag_header: String,
+        from: u64,
+        size: u64,
+        chunk: u64,
+    ) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            let mut pos = from;
+            while pos < size {
+                let end = (pos + chunk).min(size);
+                let mut stream = blob
+                    .get()
+                    .range(pos..end)
+                    .chunk_size(end - pos)
+                    .if_match(IfMatchCondition::Match(etag_header.clone()))
+                    .into_stream();
+                let res = match stream.next().await {
+                    Some(Ok(r)) => r.data.collect().await,
+                    Some(Err(e)) => Err(e),
+                    None => Err(azure_core::Error::message(
+                        ErrorKind::Io,
+                        "no response to a ranged GET",
+                    )),
+                };
+                let stop = match &res {
+                    Ok(b) => {
+                        pos += b.len() as u64;
+                        b.is_empty()
+                    }
+                    Err(_) => true,
+                };
+                if tx.send(res).await.is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Prefetch { rx, task }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Outcome of reading a blob.
@@ -758,7 +814,6 @@ impl BlobSource {
         }
         let blob = c.container.blob_client(name);
         let etag_header = format!("\"{}\"", st.etag);
-        let chunk = self.settings.chunk_bytes;
         let mut in_flight: Option<Pending> = None;
         let mut arena: Vec<u8> = Vec::new();
         let mut items: Vec<(bool, Range<usize>, Range<usize>)> = Vec::new();
@@ -770,6 +825,8 @@ impl BlobSource {
             Op::Update
         };
         let mut finished = st.size == 0;
+        let mut prefetch =
+            Prefetch::start(blob, etag_header, fetch, st.size, self.settings.chunk_bytes);
         while !finished {
             if *ctx.shutdown.borrow() {
                 if let Some(p) = in_flight.take() {
@@ -777,41 +834,22 @@ impl BlobSource {
                 }
                 return Ok(ReadOutcome::Stopped);
             }
-            let end = (fetch + chunk).min(st.size);
-            let data = if end > fetch {
-                let mut stream = blob
-                    .get()
-                    .range(fetch..end)
-                    .chunk_size(end - fetch)
-                    .if_match(IfMatchCondition::Match(etag_header.clone()))
-                    .into_stream();
-                let resp = match stream.next().await {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) if is_gone_or_changed(&e) => {
-                        if let Some(p) = in_flight.take() {
-                            self.commit(c, state, name, p).await?;
-                        }
-                        return Ok(ReadOutcome::Changed);
+            // The next ranged GET is already under way while this chunk is decoded.
+            let data = match prefetch.rx.recv().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) if is_gone_or_changed(&e) => {
+                    if let Some(p) = in_flight.take() {
+                        self.commit(c, state, name, p).await?;
                     }
-                    Some(Err(e)) => {
-                        return Err(upstream(format!(
-                            "reading blob {}/{name} at {}",
-                            c.src.container, self.endpoint
-                        ))(e))
-                    }
-                    None => {
-                        return Err(SourceError::Io {
-                            context: format!("reading blob {}/{name}", c.src.container),
-                            source: std::io::Error::other("empty response"),
-                        })
-                    }
-                };
-                resp.data.collect().await.map_err(upstream(format!(
-                    "reading blob {}/{name} at {}",
-                    c.src.container, self.endpoint
-                )))?
-            } else {
-                bytes::Bytes::new()
+                    return Ok(ReadOutcome::Changed);
+                }
+                Some(Err(e)) => {
+                    return Err(upstream(format!(
+                        "reading blob {}/{name} at {}",
+                        c.src.container, self.endpoint
+                    ))(e))
+                }
+                None => bytes::Bytes::new(),
             };
             let got = data.len() as u64;
             fetch += got;
@@ -1046,15 +1084,13 @@ fn digest(items: &[&Listed]) -> String {
 }
 
 /// The record key: the key fields as a JSON object of trimmed strings.
-fn record_key(obj: &Map<String, Value>, fields: &[String]) -> Result<Map<String, Value>, String> {
+fn record_key(obj: &Obj<'_>, fields: &[String]) -> Result<Map<String, Value>, String> {
     let mut key = Map::with_capacity(fields.len());
     for f in fields {
-        let v = match obj.get(f) {
-            Some(Value::String(s)) => s.trim().to_string(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::Bool(b)) => b.to_string(),
-            _ => String::new(),
-        };
+        let v = obj
+            .key_text(f)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
         if v.is_empty() {
             return Err(format!("primary key field {f:?} is missing or empty"));
         }
@@ -1090,11 +1126,19 @@ mod tests {
 
     #[test]
     fn keys_and_days() {
-        let obj: Map<String, Value> =
-            serde_json::from_str(r#"{"id":" a ","n":5,"x":null}"#).unwrap();
-        let k = record_key(&obj, &["id".into(), "n".into()]).unwrap();
-        assert_eq!(serde_json::to_string(&k).unwrap(), r#"{"id":"a","n":"5"}"#);
-        assert!(record_key(&obj, &["x".into()]).is_err());
+        let text = r#"{"id":" a ","n":5,"x":null,"o":{"id":1}}"#;
+        let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let raw = Obj::Raw(
+            serde_json::from_str(text).unwrap(),
+            serde_json::from_str(text).unwrap(),
+        );
+        for obj in [Obj::Map(map), raw] {
+            let k = record_key(&obj, &["id".into(), "n".into()]).unwrap();
+            assert_eq!(serde_json::to_string(&k).unwrap(), r#"{"id":"a","n":"5"}"#);
+            assert!(record_key(&obj, &["x".into()]).is_err());
+            assert!(record_key(&obj, &["o".into()]).is_err());
+            assert!(record_key(&obj, &["missing".into()]).is_err());
+        }
         assert_eq!(day_minus("2026/03/01", 1).unwrap(), "2026/02/28");
         assert!(is_digits("2026", 4) && !is_digits("20x6", 4));
     }
