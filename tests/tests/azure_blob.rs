@@ -407,6 +407,7 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
     assert!(s
         .log("ingest")
         .contains("settled day changed since it was read"));
+    c.delete().await.ok();
     s.cleanup().await;
     Ok(())
 }
@@ -473,6 +474,7 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
     let resumed = s.log("ingest").matches("resuming blob").count();
     assert!(resumed >= 3, "the agent resumed mid-blob {resumed} times");
     drop(ingest);
+    c.delete().await.ok();
     s.cleanup().await;
     Ok(())
 }
@@ -519,6 +521,7 @@ async fn emit_deletes_removes_the_keys_of_removed_and_shrunk_blobs() -> Result<(
     )
     .await?;
     assert_eq!(deletes, 45);
+    c.delete().await.ok();
     s.cleanup().await;
     Ok(())
 }
