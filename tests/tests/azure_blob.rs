@@ -425,16 +425,16 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
     println!("seed {seed} (set ETL_TEST_SEED to replay)");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut exp = Expect::default();
-    let plain = events("P", "2026-02-01", "web", 60_000);
+    let plain = events("P", "2026-02-01", "web", 150_000);
     put(&c, "2026/02/01/plain.jsonl", jsonl(&plain)).await?;
     exp.add(&plain);
-    let zipped = events("Z", "2026-02-02", "app", 60_000);
+    let zipped = events("Z", "2026-02-02", "app", 150_000);
     put(&c, "2026/02/02/zipped.jsonl.gz", gzip(&jsonl(&zipped))).await?;
     exp.add(&zipped);
-    let arr = events("R", "2026-02-03", "app", 20_000);
+    let arr = events("R", "2026-02-03", "app", 50_000);
     put(&c, "2026/02/03/array.json", serde_json::to_vec(&arr)?).await?;
     exp.add(&arr);
-    let rows = events("V", "2026-02-03", "web", 20_000);
+    let rows = events("V", "2026-02-03", "web", 50_000);
     put(&c, "2026/02/03/rows.csv", csv(&rows)).await?;
     exp.add(&rows);
 
@@ -442,8 +442,26 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
     let mut ingest = s.start("ingest")?;
     let db = s.db().await?;
     let mut mid_blob = 0;
+    let cp_path = s.dir.join("checkpoints/blob-web_events.json");
     for round in 1..=5 {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(700..2000))).await;
+        // Kill once the restarted agent made progress on a blob (its checkpoint moved and
+        // shows a blob half-read), plus a random delay: the kill lands mid-blob, anywhere
+        // between two checkpoints.
+        let at_start = std::fs::read_to_string(&cp_path).unwrap_or_default();
+        let _ = wait_for(
+            Duration::from_secs(20),
+            "the agent to make progress",
+            || {
+                let at_start = &at_start;
+                let cp_path = &cp_path;
+                async move {
+                    let now = std::fs::read_to_string(cp_path).unwrap_or_default();
+                    Ok((now != *at_start && now.contains("\"done\": false")).then_some(()))
+                }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
         ingest.kill9();
         let n = count(
             &db,

@@ -1,6 +1,6 @@
 //! Azure Blob source (`[ingest.blob]`): lists a container under one or more name prefixes,
-//! reads new and changed blobs (CSV, JSON lines or JSON arrays, optionally gzip) with ranged
-//! GETs, and publishes each record as a change event on `<prefix>.blob.<entity>`, keyed by
+//! reads new and changed blobs (CSV, JSON lines or JSON arrays, optionally gzip) as streams,
+//! and publishes each record as a change event on `<prefix>.blob.<entity>`, keyed by
 //! the configured primary-key fields. Works against Azure (connection string, account key
 //! or SAS token) and Azurite.
 //!
@@ -19,9 +19,12 @@
 //! **Resume mid-blob.** The checkpoint (one file per entity, saved only after the broker
 //! acknowledged every record before it) holds, for each blob being read, its etag and the
 //! position after the last acknowledged record: byte offset, line and record index. An
-//! uncompressed blob resumes with a ranged GET at that byte offset; a gzip blob is read
+//! uncompressed blob resumes with a ranged GET from that byte offset; a gzip blob is read
 //! again from its start (a deflate stream cannot be entered mid-way) and the records before
-//! the checkpointed index are skipped. Every GET carries `If-Match: <etag>`, so a blob
+//! the checkpointed index are skipped. A blob is read with one GET (from the resume offset
+//! to the end) whose body is consumed as a stream, a piece of `chunk_bytes` at a time
+//! (published, acknowledged, checkpointed): memory holds a few pieces, never the blob.
+//! Every GET carries `If-Match: <etag>`, so a blob
 //! rewritten while being read is never mixed with its new version: the next listing sees the
 //! new etag and reads it from the start.
 //!
@@ -201,8 +204,12 @@ struct Pending {
     bytes: u64,
 }
 
-/// Ranged GETs of a blob, one chunk ahead of the decoder, in a task of their own (aborted
-/// when dropped). Chunks come in order; a failed GET ends the sequence with its error.
+/// Reads a blob from an offset to its end with one ranged GET whose body is consumed as a
+/// stream, in a task of its own (aborted when dropped), and hands it over in pieces of about
+/// `chunk` bytes: at most two pieces wait in the channel, so memory stays a few chunks
+/// whatever the blob's size, and the next piece downloads while one is decoded. (One GET
+/// per blob rather than one per chunk: Azurite answers a 4 MiB ranged GET in ~100 ms.)
+/// Pieces come in order; a failure ends the sequence with its error.
 struct Prefetch {
     rx: tokio::sync::mpsc::Receiver<azure_core::Result<bytes::Bytes>>,
     task: tokio::task::JoinHandle<()>,
@@ -216,35 +223,57 @@ impl Prefetch {
         size: u64,
         chunk: u64,
     ) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         let task = tokio::spawn(async move {
             let mut pos = from;
+            let mut buf = bytes::BytesMut::new();
             while pos < size {
-                let end = (pos + chunk).min(size);
                 let mut stream = blob
                     .get()
-                    .range(pos..end)
-                    .chunk_size(end - pos)
+                    .range(pos..size)
+                    .chunk_size(size - pos)
                     .if_match(IfMatchCondition::Match(etag_header.clone()))
                     .into_stream();
-                let res = match stream.next().await {
-                    Some(Ok(r)) => r.data.collect().await,
-                    Some(Err(e)) => Err(e),
-                    None => Err(azure_core::Error::message(
-                        ErrorKind::Io,
-                        "no response to a ranged GET",
-                    )),
-                };
-                let stop = match &res {
-                    Ok(b) => {
-                        pos += b.len() as u64;
-                        b.is_empty()
+                let mut body = match stream.next().await {
+                    Some(Ok(r)) => r.data,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
                     }
-                    Err(_) => true,
+                    None => {
+                        let _ = tx
+                            .send(Err(azure_core::Error::message(
+                                ErrorKind::Io,
+                                "no response to a ranged GET",
+                            )))
+                            .await;
+                        return;
+                    }
                 };
-                if tx.send(res).await.is_err() || stop {
-                    break;
+                let before = pos;
+                while let Some(piece) = body.next().await {
+                    match piece {
+                        Ok(b) => {
+                            pos += b.len() as u64;
+                            buf.extend_from_slice(&b);
+                            if buf.len() as u64 >= chunk
+                                && tx.send(Ok(buf.split().freeze())).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
                 }
+                if pos == before {
+                    break; // an empty body: the blob is shorter than listed
+                }
+            }
+            if !buf.is_empty() {
+                let _ = tx.send(Ok(buf.freeze())).await;
             }
         });
         Prefetch { rx, task }
@@ -834,7 +863,7 @@ impl BlobSource {
                 }
                 return Ok(ReadOutcome::Stopped);
             }
-            // The next ranged GET is already under way while this chunk is decoded.
+            // The next piece is already downloading while this one is decoded.
             let data = match prefetch.rx.recv().await {
                 Some(Ok(b)) => b,
                 Some(Err(e)) if is_gone_or_changed(&e) => {

@@ -39,7 +39,7 @@ pub struct BlobSettings {
     /// Default poll interval of the sources.
     #[serde(default = "default_poll")]
     pub poll_interval_ms: u64,
-    /// Bytes fetched per ranged GET (and published before the checkpoint moves).
+    /// Bytes of a blob's (streamed) body decoded and published before the checkpoint moves.
     #[serde(default = "default_chunk")]
     pub chunk_bytes: u64,
     /// A record (line, array element, CSV row) longer than this is dead-lettered.
