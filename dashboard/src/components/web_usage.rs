@@ -128,11 +128,11 @@ fn UsageTable(days: Vec<UsageDay>) -> impl IntoView {
     );
     let n = days.len();
     view! {
-        <section class="panels">
+        <section class="usage-panels">
             <div class="card panel" data-testid="web-usage">
                 <h2>"Web and app usage"</h2>
                 <p class="panel-hint">{format!("Sessions and page views per day, last {n} days with data (usage exports in Azure Blob Storage)")}</p>
-                <table class="countries web-usage">
+                <table class="web-usage">
                     <thead>
                         <tr>
                             <th>"Day"</th>
