@@ -48,6 +48,8 @@ pub struct BlobSettings {
     /// Blobs listed per page.
     #[serde(default = "default_page")]
     pub list_page_size: u32,
+    /// The blob sources (a section with `enabled = false` alone needs none).
+    #[serde(default)]
     pub sources: Vec<BlobSourceSettings>,
 }
 
@@ -147,6 +149,12 @@ fn default_rescan() -> u64 {
 
 impl BlobSettings {
     pub fn validate(&self, prefix: &str, production: bool) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.sources.is_empty() {
+            return Err("[ingest.blob] has no [[ingest.blob.sources]]".into());
+        }
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {
             etl_contract::data_topic(prefix, "blob", &s.entity)
@@ -332,6 +340,15 @@ mod tests {
             .validate("etl", false)
             .unwrap_err()
             .contains("connection_string"));
+        // What the test harness's ETL_INGEST__BLOB__ENABLED=false gives a configuration
+        // without the section: accepted, not started.
+        let off = parse("enabled = false\n");
+        assert!(off.validate("etl", true).is_ok());
+        let no_sources = parse("emulator = true\n");
+        assert!(no_sources
+            .validate("etl", false)
+            .unwrap_err()
+            .contains("no [[ingest.blob.sources]]"));
         let no_key =
             parse("emulator = true\n[[sources]]\nentity = \"e\"\ncontainer = \"c\"\nkey = []\n");
         assert!(no_key
