@@ -35,6 +35,8 @@ pub struct IngestSettings {
     pub mysql: Option<crate::sources::mysql::MysqlSettings>,
     /// HTTP API source (`[ingest.http]`, `[[ingest.http.endpoints]]`).
     pub http: Option<crate::sources::http::HttpSettings>,
+    /// Azure Blob source (`[ingest.blob]`).
+    pub blob: Option<crate::sources::blob::BlobSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +139,9 @@ impl Settings {
         }
         if let Some(h) = &self.ingest.http {
             h.validate(&self.kafka.topic_prefix)?;
+        }
+        if let Some(b) = &self.ingest.blob {
+            b.validate(&self.kafka.topic_prefix, self.mode == Mode::Production)?;
         }
         if self.mode == Mode::Production {
             if let Some(e) = self.ingest.http.as_ref().and_then(|h| h.inline_secret()) {

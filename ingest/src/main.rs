@@ -7,7 +7,7 @@ use ingest::config::Settings;
 use ingest::ops::{self, Liveness};
 use ingest::publisher::Publisher;
 use ingest::sources::{
-    csv::CsvSource, http::HttpSource, mysql::MysqlSource, Source, SourceContext,
+    blob::BlobSource, csv::CsvSource, http::HttpSource, mysql::MysqlSource, Source, SourceContext,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,6 +59,12 @@ async fn main() -> anyhow::Result<()> {
     let mut sources: Vec<Arc<dyn Source>> = Vec::new();
     if let Some(csv) = settings.ingest.csv.clone() {
         sources.push(Arc::new(CsvSource::new(csv, &settings.kafka.topic_prefix)?));
+    }
+    if let Some(blob) = settings.ingest.blob.clone().filter(|b| b.enabled) {
+        sources.push(Arc::new(BlobSource::new(
+            blob,
+            &settings.kafka.topic_prefix,
+        )?));
     }
     if let Some(mysql) = settings.ingest.mysql.clone() {
         sources.push(Arc::new(MysqlSource::new(

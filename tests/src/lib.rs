@@ -127,6 +127,8 @@ impl Scratch {
             ),
             ("ETL_TRANSFORM__GROUP_ID".into(), format!("g{}", self.id)),
             ("NO_COLOR".into(), "1".into()),
+            // The Azure Blob source reads the demo container; a test of it enables it.
+            ("ETL_INGEST__BLOB__ENABLED".into(), "false".into()),
         ];
         v.extend(self.extra_env.iter().cloned());
         v

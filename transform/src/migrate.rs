@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "gold", include_str!("../../migrations/0004_gold.sql")),
     (5, "cdc", include_str!("../../migrations/0005_cdc.sql")),
     (6, "api", include_str!("../../migrations/0006_api.sql")),
+    (
+        7,
+        "web_usage",
+        include_str!("../../migrations/0007_web_usage.sql"),
+    ),
 ];
 
 const LOCK_KEY: i64 = 0x6574_6c5f_6d69_6772; // "etl_migr"

@@ -3,3 +3,4 @@
 pub mod chart;
 pub mod kpi;
 pub mod shop;
+pub mod web_usage;

@@ -37,7 +37,7 @@ fn ShopView(shop: Shop) -> impl IntoView {
             <div class="card panel" data-testid="shop">
                 <h2>"Live orders (MySQL binlog CDC)"</h2>
                 <p class="panel-hint">{hint}</p>
-                <table class="countries">
+                <table class="shop-status">
                     <thead>
                         <tr>
                             <th>"Status"</th>

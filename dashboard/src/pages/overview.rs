@@ -5,7 +5,7 @@ use std::time::Duration;
 use leptos::{either::EitherOf3, prelude::*};
 
 use crate::{
-    components::{chart::RevenueChart, kpi::KpiCard, shop::ShopPanel},
+    components::{chart::RevenueChart, kpi::KpiCard, shop::ShopPanel, web_usage::WebUsagePanel},
     format::{format_count, format_decimal},
     model::{get_overview, Overview, OverviewData, Warehouse},
 };
@@ -85,6 +85,7 @@ pub fn OverviewPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <WebUsagePanel/>
             <ShopPanel tick=tick/>
         </main>
     }

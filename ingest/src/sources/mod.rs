@@ -1,6 +1,7 @@
 //! One module per source, behind the small [`Source`] trait. A source owns its checkpoint and
 //! advances it only after the broker acknowledged what it published.
 
+pub mod blob;
 pub mod csv;
 pub mod http;
 pub mod mysql;

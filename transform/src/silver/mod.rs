@@ -113,6 +113,7 @@ pub const MODELS: &[Model] = &[
     models::sales::MODEL,
     models::exchange_rates::MODEL,
     models::catalogue::MODEL,
+    models::web_events::MODEL,
 ];
 
 pub fn model(name: &str) -> Option<&'static Model> {

@@ -9,7 +9,7 @@
 //! `file_id`. Per-file positions are saved (crash-safe) only after the broker acknowledged
 //! every record before them.
 
-mod records;
+pub(crate) mod records;
 
 use super::{Source, SourceContext, SourceError};
 use crate::checkpoint::CheckpointFile;

@@ -8,3 +8,4 @@ pub mod employees;
 pub mod exchange_rates;
 pub mod products;
 pub mod sales;
+pub mod web_events;
