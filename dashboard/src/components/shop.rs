@@ -33,7 +33,7 @@ fn ShopView(shop: Shop) -> impl IntoView {
         _ => String::new(),
     };
     view! {
-        <section class="panels">
+        <section class="panels shop-panels">
             <div class="card panel" data-testid="shop">
                 <h2>"Live orders (MySQL binlog CDC)"</h2>
                 <p class="panel-hint">{hint}</p>
