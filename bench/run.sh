@@ -4,6 +4,7 @@
 #   2. kafka->bronze  transform vs. psql \copy of the same bronze rows
 #   3. latency        CSV append -> row in gold.fact_sales, vs. a minimal tail->kafka->INSERT
 #   4./5. binlog      bench/mysql.sh: binlog->kafka catch-up vs. decode-only, and binlog lag
+#   6./7. sources     bench/http.sh (API poll vs curl of the same pages), bench/blob.sh (blob ingest vs curl GET)
 # See bench/README.md. Every run uses its own topic prefix, consumer group, scratch database,
 # metrics ports and temporary folder, so it never touches a running demo or another run.
 #
@@ -11,6 +12,7 @@
 #   BENCH_KEEP=1 (keep the database, topics and temp folder), BENCH_BUILD=1 (rebuild ingest
 #   and transform too), BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_BROKERS,
 #   BENCH_MYSQL=0 (skip bench/mysql.sh; its own settings are described there).
+#   BENCH_SOURCES=0 (skip bench/http.sh and bench/blob.sh: API poll vs curl, blob ingest vs curl).
 # Exit status: 0 when every benchmark ran (goals met or not), 1 when one could not run.
 set -euo pipefail
 
@@ -217,4 +219,14 @@ if [ "${BENCH_MYSQL:-1}" != 0 ]; then
     echo
     BENCH_MYSQL_OUT="$OUT" BENCH_MYSQL_SKIP_BUILD=1 bash "$ROOT/bench/mysql.sh" \
         || die "the MySQL binlog benchmarks could not run (BENCH_MYSQL=0 skips them)"
+fi
+
+# ---------------------------------------------------------------- 6./7. API and Blob sources
+if [ "${BENCH_SOURCES:-1}" != 0 ]; then
+    echo
+    BENCH_HTTP_OUT="$OUT" bash "$ROOT/bench/http.sh" \
+        || die "the HTTP API benchmark could not run (BENCH_SOURCES=0 skips it)"
+    echo
+    BENCH_BLOB_OUT="$OUT" bash "$ROOT/bench/blob.sh" \
+        || die "the Azure Blob benchmark could not run (BENCH_SOURCES=0 skips it)"
 fi
