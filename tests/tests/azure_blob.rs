@@ -543,3 +543,61 @@ async fn emit_deletes_removes_the_keys_of_removed_and_shrunk_blobs() -> Result<(
     s.cleanup().await;
     Ok(())
 }
+
+/// The two ways to reach a real Azure account other than the emulator shortcut — a
+/// connection string with an account key, and an account with a SAS token (read + list on
+/// the container only) — against Azurite, which checks SharedKey and SAS signatures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_string_or_a_sas_token_reads_the_container() -> Result<()> {
+    use azure_storage::clients::{EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY};
+    use azure_storage::shared_access_signature::{service_sas::BlobSasPermissions, SasToken};
+    for auth in ["connection_string", "sas_token"] {
+        let (mut s, cname) = scratch(&format!("blob{}", &auth[..3]), 1 << 20, &[]).await?;
+        let c = container(&cname).await?;
+        let topic = format!("{}.blob.web_events", s.prefix);
+        let mut exp = Expect::default();
+        let x = events(&format!("{}", &auth[..3]), "2026-04-01", "web", 25);
+        put(&c, "2026/04/01/x.jsonl", jsonl(&x)).await?;
+        exp.add(&x);
+        s.extra_env
+            .push(("ETL_INGEST__BLOB__EMULATOR".into(), "false".into()));
+        if auth == "connection_string" {
+            s.extra_env.push((
+                "ETL_INGEST__BLOB__CONNECTION_STRING".into(),
+                format!(
+                    "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_ACCOUNT_KEY};BlobEndpoint={};",
+                    azurite()
+                ),
+            ));
+        } else {
+            let sas = c
+                .shared_access_signature(
+                    BlobSasPermissions {
+                        read: true,
+                        list: true,
+                        ..Default::default()
+                    },
+                    time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+                )
+                .await?
+                .token()?;
+            s.extra_env
+                .push(("ETL_INGEST__BLOB__ACCOUNT".into(), EMULATOR_ACCOUNT.into()));
+            s.extra_env
+                .push(("ETL_INGEST__BLOB__SAS_TOKEN".into(), sas));
+        }
+        let _transform = s.start("transform")?;
+        let _ingest = s.start("ingest")?;
+        wait_equal(&s, &topic, &exp, Duration::from_secs(90))
+            .await
+            .with_context(|| format!("{auth}: {}", s.log("ingest")))?;
+        let log = s.log("ingest");
+        assert!(
+            !log.contains(EMULATOR_ACCOUNT_KEY),
+            "{auth}: the account key is never logged"
+        );
+        c.delete().await.ok();
+        s.cleanup().await;
+    }
+    Ok(())
+}
