@@ -556,7 +556,7 @@ async fn a_connection_string_or_a_sas_token_reads_the_container() -> Result<()> 
         let c = container(&cname).await?;
         let topic = format!("{}.blob.web_events", s.prefix);
         let mut exp = Expect::default();
-        let x = events(&format!("{}", &auth[..3]), "2026-04-01", "web", 25);
+        let x = events(&auth[..3], "2026-04-01", "web", 25);
         put(&c, "2026/04/01/x.jsonl", jsonl(&x)).await?;
         exp.add(&x);
         s.extra_env
