@@ -383,3 +383,76 @@ impl MysqlScratch {
         let _ = self.pool.disconnect().await;
     }
 }
+
+/// Writes `<scratch>/<file>` with the MySQL source on `[ingest.mysql]` (the CDC user's URL, a
+/// random server id, `mysql_lines` added) and only the sections the services need otherwise
+/// (the harness's environment isolates the rest); returns its path.
+pub fn mysql_config(
+    s: &Scratch,
+    file: &str,
+    partitions: u32,
+    server_id: u32,
+    mysql_lines: &str,
+) -> Result<PathBuf> {
+    let path = s.dir.join(file);
+    fs::write(
+        &path,
+        format!(
+            r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+topic_prefix = "etl"
+partitions = {partitions}
+
+[warehouse]
+url = "postgres://postgres@127.0.0.1:5432/warehouse"
+
+[ingest]
+metrics_addr = "127.0.0.1:9101"
+checkpoint_dir = "var/ingest"
+
+[ingest.csv]
+watch_dir = "unused"
+entities = []
+
+[ingest.mysql]
+url = "{url}"
+server_id = {server_id}
+heartbeat_interval_ms = 500
+{mysql_lines}
+
+[transform]
+metrics_addr = "127.0.0.1:9102"
+group_id = "unused"
+"#,
+            url = mysql_cdc_url(),
+        ),
+    )?;
+    Ok(path)
+}
+
+/// A server id for a test's binlog agent (unique among concurrent tests in practice).
+pub fn random_server_id() -> u32 {
+    rand::random_range(10_000u32..4_000_000)
+}
+
+/// Waits until the MySQL agent's checkpoint shows a snapshot under way (some table started,
+/// not complete): the moment to kill it mid-snapshot.
+pub async fn wait_snapshot_under_way(s: &Scratch) -> Result<()> {
+    let cp = s.dir.join("checkpoints/mysql.json");
+    wait_for(
+        Duration::from_secs(60),
+        "the snapshot to be under way",
+        || async {
+            let Ok(text) = fs::read_to_string(&cp) else {
+                return Ok(None);
+            };
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            let snap = &v["state"]["snapshot"];
+            let under_way = snap["tables"].as_object().is_some_and(|t| !t.is_empty())
+                && snap["complete"] == false;
+            Ok(under_way.then_some(()))
+        },
+    )
+    .await
+}

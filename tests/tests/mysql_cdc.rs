@@ -4,7 +4,7 @@
 //! nothing and gives every source key a single row version.
 
 use anyhow::{bail, Context, Result};
-use e2e_tests::{mysql_cdc_url, read_topic, wait_for, MysqlScratch, Scratch};
+use e2e_tests::{read_topic, wait_for, MysqlScratch, Scratch};
 use mysql_async::prelude::Queryable;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{Map, Value};
@@ -12,39 +12,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A configuration with only the MySQL source (the harness points the CSV folder elsewhere).
+/// A configuration with only the MySQL source, reading `<db>.*` but `<db>.ignored`.
 fn config(s: &Scratch, db: &str, chunk: usize) -> Result<PathBuf> {
-    let path = s.dir.join("mysql.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[kafka]
-brokers = "127.0.0.1:9092"
-topic_prefix = "etl"
-partitions = 3
-
-[ingest]
-metrics_addr = "127.0.0.1:9101"
-checkpoint_dir = "var/ingest"
-
-[ingest.csv]
-watch_dir = "unused"
-entities = []
-
-[ingest.mysql]
-url = "{url}"
-server_id = {server_id}
-include = ["{db}.*"]
-exclude = ["{db}.ignored"]
-snapshot_chunk_rows = {chunk}
-heartbeat_interval_ms = 500
-"#,
-            url = mysql_cdc_url(),
-            server_id = rand::random_range(10_000u32..4_000_000),
+    e2e_tests::mysql_config(
+        s,
+        "mysql.toml",
+        3,
+        e2e_tests::random_server_id(),
+        &format!(
+            "include = [\"{db}.*\"]\nexclude = [\"{db}.ignored\"]\nsnapshot_chunk_rows = {chunk}"
         ),
-    )?;
-    Ok(path)
+    )
 }
 
 fn topic(s: &Scratch, db: &str, table: &str) -> String {
@@ -574,22 +552,8 @@ async fn kill_dash_9_during_snapshot_and_load_keeps_the_topic_equal_to_the_table
     let mut ingest = s.start("ingest")?;
     // The first kill lands during the 20k-row snapshot (200-row chunks), the next ones
     // during streaming.
+    e2e_tests::wait_snapshot_under_way(&s).await?;
     let cp = s.dir.join("checkpoints/mysql.json");
-    wait_for(
-        Duration::from_secs(60),
-        "the snapshot to be under way",
-        || async {
-            let Ok(text) = std::fs::read_to_string(&cp) else {
-                return Ok(None);
-            };
-            let v: Value = serde_json::from_str(&text)?;
-            let snap = &v["state"]["snapshot"];
-            let under_way = snap["tables"].as_object().is_some_and(|t| !t.is_empty())
-                && snap["complete"] == false;
-            Ok(under_way.then_some(()))
-        },
-    )
-    .await?;
     for round in 1..=5 {
         let ms = if round == 1 {
             0

@@ -7,41 +7,19 @@
 //! binary (cargo runs test binaries one after another).
 
 use anyhow::{Context, Result};
-use e2e_tests::{mysql_admin_url, mysql_cdc_url, wait_for, MysqlScratch, Scratch};
+use e2e_tests::{mysql_admin_url, wait_for, MysqlScratch, Scratch};
 use mysql_async::prelude::Queryable;
 use std::path::PathBuf;
 use std::time::Duration;
 
 fn config(s: &Scratch, db: &str, mode: &str, server_id: u32) -> Result<PathBuf> {
-    let path = s.dir.join(format!("mysql-{mode}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[kafka]
-brokers = "127.0.0.1:9092"
-topic_prefix = "etl"
-partitions = 2
-
-[ingest]
-metrics_addr = "127.0.0.1:9101"
-checkpoint_dir = "var/ingest"
-
-[ingest.csv]
-watch_dir = "unused"
-entities = []
-
-[ingest.mysql]
-url = "{url}"
-server_id = {server_id}
-include = ["{db}.*"]
-snapshot_mode = "{mode}"
-heartbeat_interval_ms = 500
-"#,
-            url = mysql_cdc_url(),
-        ),
-    )?;
-    Ok(path)
+    e2e_tests::mysql_config(
+        s,
+        &format!("mysql-{mode}.toml"),
+        2,
+        server_id,
+        &format!("include = [\"{db}.*\"]\nsnapshot_mode = \"{mode}\""),
+    )
 }
 
 async fn table_rows(c: &mut mysql_async::Conn) -> Result<Vec<(i32, String)>> {
@@ -68,7 +46,7 @@ async fn a_purged_resume_point_stops_the_agent_or_with_when_needed_resnapshots()
     let values: Vec<String> = (1..=100).map(|i| format!("({i}, 'v{i}')")).collect();
     c.query_drop(format!("INSERT INTO t VALUES {}", values.join(",")))
         .await?;
-    let server_id = rand::random_range(10_000u32..4_000_000);
+    let server_id = e2e_tests::random_server_id();
     s.config = config(&s, &my.db, "initial", server_id)?;
     let mut transform = s.start("transform")?;
     let mut ingest = s.start("ingest")?;

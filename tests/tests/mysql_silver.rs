@@ -8,53 +8,22 @@
 //! the warehouse's schema history.
 
 use anyhow::{Context, Result};
-use e2e_tests::{mysql_cdc_url, wait_for, MysqlScratch, Scratch};
+use e2e_tests::{wait_for, MysqlScratch, Scratch};
 use mysql_async::prelude::Queryable;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 fn config(s: &Scratch, db: &str) -> Result<PathBuf> {
-    let path = s.dir.join("mysql.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[kafka]
-brokers = "127.0.0.1:9092"
-topic_prefix = "etl"
-partitions = 3
-
-[warehouse]
-url = "postgres://postgres@127.0.0.1:5432/warehouse"
-
-[ingest]
-metrics_addr = "127.0.0.1:9101"
-checkpoint_dir = "var/ingest"
-
-[ingest.csv]
-watch_dir = "unused"
-entities = []
-
-[ingest.mysql]
-url = "{url}"
-server_id = {server_id}
-include = ["{db}.*"]
-snapshot_chunk_rows = 1000
-heartbeat_interval_ms = 500
-
-[transform]
-metrics_addr = "127.0.0.1:9102"
-group_id = "unused"
-"#,
-            url = mysql_cdc_url(),
-            server_id = rand::random_range(10_000u32..4_000_000),
-        ),
-    )?;
-    Ok(path)
+    e2e_tests::mysql_config(
+        s,
+        "mysql.toml",
+        3,
+        e2e_tests::random_server_id(),
+        &format!("include = [\"{db}.*\"]\nsnapshot_chunk_rows = 1000"),
+    )
 }
 
 const CUSTOMERS: usize = 5_000;
@@ -390,22 +359,7 @@ async fn silver_mirrors_equal_the_tables_through_schema_changes_and_kill_9() -> 
     let mut transform = s.start("transform")?;
     let mut ingest = s.start("ingest")?;
     // The first kill lands during the snapshot.
-    let cp = s.dir.join("checkpoints/mysql.json");
-    wait_for(
-        Duration::from_secs(60),
-        "the snapshot to be under way",
-        || async {
-            let Ok(text) = std::fs::read_to_string(&cp) else {
-                return Ok(None);
-            };
-            let v: Value = serde_json::from_str(&text)?;
-            let snap = &v["state"]["snapshot"];
-            let under_way = snap["tables"].as_object().is_some_and(|t| !t.is_empty())
-                && snap["complete"] == false;
-            Ok(under_way.then_some(()))
-        },
-    )
-    .await?;
+    e2e_tests::wait_snapshot_under_way(&s).await?;
     ingest.kill9();
     println!("killed ingest during the snapshot");
     ingest = s.start("ingest")?;

@@ -116,6 +116,20 @@ pub fn ddl_topic(prefix: &str) -> Option<String> {
     etl_contract::data_topic(prefix, CONNECTOR, "_ddl").ok()
 }
 
+/// Partitions of a table topic (schema events go to each), asked of the broker once.
+async fn partition_count(
+    publisher: &Publisher,
+    known: &mut HashMap<Arc<str>, i32>,
+    topic: &Arc<str>,
+) -> Result<i32, ReadError> {
+    if let Some(&n) = known.get(topic) {
+        return Ok(n);
+    }
+    let n = publisher.partition_count(topic).await?;
+    known.insert(topic.clone(), n);
+    Ok(n)
+}
+
 /// Objects whose DDL is schema history (not users, roles or grants).
 const HISTORY_OBJECTS: [&str; 8] = [
     "TABLE", "DATABASE", "SCHEMA", "INDEX", "VIEW", "SEQUENCE", "TRIGGER", "COLUMN",
@@ -455,14 +469,8 @@ impl Reader {
                             let shape = s.shape();
                             let memo = schemas.entry(s.name()).or_default();
                             if memo.shape != shape {
-                                let n = match partitions.get(&s.topic) {
-                                    Some(&n) => n,
-                                    None => {
-                                        let n = publisher.partition_count(&s.topic).await?;
-                                        partitions.insert(s.topic.clone(), n);
-                                        n
-                                    }
-                                };
+                                let n =
+                                    partition_count(&publisher, &mut partitions, &s.topic).await?;
                                 let old: Vec<&str> =
                                     memo.shape.columns.iter().map(|c| c.name.as_str()).collect();
                                 let renames: Vec<Rename> = memo
@@ -714,14 +722,8 @@ impl Reader {
                                     if topics.insert(topic.clone()) {
                                         publisher.ensure_topics(&[topic.to_string()]).await?;
                                     }
-                                    let n = match partitions.get(&topic) {
-                                        Some(&n) => n,
-                                        None => {
-                                            let n = publisher.partition_count(&topic).await?;
-                                            partitions.insert(topic.clone(), n);
-                                            n
-                                        }
-                                    };
+                                    let n = partition_count(&publisher, &mut partitions, &topic)
+                                        .await?;
                                     let entity = super::schema::entity_name(&db, table);
                                     let source_key = format!(
                                         "truncate:{}:{}:{}",
