@@ -129,9 +129,13 @@ async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result
     .await?;
     let distinct = count(&db, &format!("SELECT count(DISTINCT payload->'after'->>'sale_id') FROM bronze.events WHERE topic = '{topic}'")).await?;
     let silver = count(&db, "SELECT count(*) FROM silver.sales").await?;
-    let orders = count(&db, "SELECT orders FROM gold.kpi_overview").await?;
+    let orders = count(
+        &db,
+        "SELECT coalesce(sum(orders), 0)::bigint FROM gold.sales_by_period WHERE grain = 'all'",
+    )
+    .await?;
     let revenue: String = db
-        .query_one("SELECT revenue::text FROM gold.kpi_overview", &[])
+        .query_one("SELECT coalesce(sum(revenue), 0)::numeric(16,2)::text FROM gold.sales_by_period WHERE grain = 'all'", &[])
         .await?
         .get(0);
     let quarantined = count(&db, "SELECT count(*) FROM silver.quarantine").await?;

@@ -351,7 +351,7 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
         .collect();
     let row = db
         .query_one(
-            "SELECT revenue::text, orders, customers FROM gold.kpi_overview",
+            "SELECT coalesce(sum(revenue), 0)::numeric(16,2)::text, coalesce(sum(orders), 0)::bigint, coalesce(sum(customers), 0)::bigint FROM gold.sales_by_period WHERE grain = 'all'",
             &[],
         )
         .await?;
@@ -375,7 +375,7 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
     }
     let got_days: BTreeMap<chrono::NaiveDate, String> = db
         .query(
-            "SELECT sale_date, revenue::text FROM gold.daily_revenue",
+            "SELECT period_start, revenue::text FROM gold.sales_by_period WHERE grain = 'day'",
             &[],
         )
         .await?
@@ -387,7 +387,7 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
     assert_eq!(got_days, want_days, "daily revenue");
     let got_countries: BTreeMap<String, String> = db
         .query(
-            "SELECT country, revenue::text FROM gold.revenue_by_country",
+            "SELECT country, revenue::text FROM gold.country_sales WHERE grain = 'all'",
             &[],
         )
         .await?

@@ -104,7 +104,7 @@ async fn a_foreign_dataset_is_modelled_by_configuration_alone() -> Result<()> {
 
     let r = db
         .query_one(
-            "SELECT revenue::text, orders, customers FROM gold.kpi_overview",
+            "SELECT coalesce(sum(revenue), 0)::numeric(16,2)::text, coalesce(sum(orders), 0)::bigint, coalesce(sum(customers), 0)::bigint FROM gold.sales_by_period WHERE grain = 'all'",
             &[],
         )
         .await?;
@@ -118,7 +118,7 @@ async fn a_foreign_dataset_is_modelled_by_configuration_alone() -> Result<()> {
     );
     let by_country: BTreeMap<String, String> = db
         .query(
-            "SELECT country, revenue::text FROM gold.revenue_by_country",
+            "SELECT country, revenue::text FROM gold.country_sales WHERE grain = 'all'",
             &[],
         )
         .await?

@@ -45,7 +45,8 @@ pub struct TransformSettings {
 }
 
 /// How one source entity maps onto a silver model.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SilverModelSettings {
     /// Source connector feeding the model (`csv`, ...): the topic is
     /// `<kafka.topic_prefix>.<source>.<entity>`.
@@ -62,6 +63,12 @@ pub struct SilverModelSettings {
     /// Decimal separator of numbers in the source ('.' or ',').
     #[serde(default = "default_decimal_separator")]
     pub decimal_separator: char,
+    /// Row filters, all of which a row must pass to be kept (`"age > 20"`,
+    /// `"country != 'Test'"`): `<field> <op> <literal>` with op one of `= != > >= < <=`,
+    /// compared on the typed value. A row that fails one is counted as filtered (not
+    /// quarantined), and removes its key from silver if it was there.
+    #[serde(default)]
+    pub filter: Vec<String>,
 }
 
 fn default_source() -> String {
@@ -130,6 +137,10 @@ impl Settings {
                         "transform.silver.{name}.columns: model has no field {field:?}"
                     ));
                 }
+            }
+            for f in &m.filter {
+                crate::silver::filter::RowFilter::parse(model, f)
+                    .map_err(|e| format!("transform.silver.{name}.filter {f:?}: {e}"))?;
             }
             if !matches!(m.decimal_separator, '.' | ',') {
                 return Err(format!(

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "web_usage",
         include_str!("../../migrations/0007_web_usage.sql"),
     ),
+    (
+        8,
+        "gold_marts",
+        include_str!("../../migrations/0008_gold_marts.sql"),
+    ),
 ];
 
 const LOCK_KEY: i64 = 0x6574_6c5f_6d69_6772; // "etl_migr"

@@ -2,6 +2,7 @@
 //! and the consumer offsets commit together.
 
 use crate::bronze::{self, BronzeRow, DeadRow};
+use crate::gold::{self, marts::quality::QualityRow};
 use crate::silver::{self, Mapping, SilverEvent, SilverStats};
 use crate::sql::DbError;
 use etl_contract::{source_key, DeadLetter, EnvelopeIn, Op};
@@ -19,6 +20,8 @@ pub struct BatchStats {
     pub dead_letters: u64,
     pub tombstones: u64,
     pub silver: SilverStats,
+    /// Orders whose facts the batch re-derived in gold.
+    pub gold_orders: u64,
 }
 
 /// Routing of topics to silver models, and the dead-letter topic.
@@ -154,6 +157,15 @@ pub async fn process_batch(
     stats.bronze_duplicates = rows.len() as u64 - stats.bronze_inserted;
     stats.dead_letters = bronze::load_dead_letters(&tx, &dead).await?;
 
+    let mut touched = gold::Touched {
+        newest_event_ms: rows
+            .iter()
+            .filter_map(|r| r.event_ts.map(|t| t.timestamp_millis()))
+            .max(),
+        newest_kafka_ms: batch.iter().filter_map(|m| m.timestamp().to_millis()).max(),
+        ..Default::default()
+    };
+    let mut quality: Vec<QualityRow> = Vec::new();
     for (topic, mapping) in &router.models {
         let events: Vec<SilverEvent> = rows
             .iter()
@@ -170,19 +182,53 @@ pub async fn process_batch(
                 after: p.after,
             })
             .collect();
+        let received = rows.iter().filter(|r| r.topic == topic).count() as i64;
         if events.is_empty() {
+            if received > 0 {
+                quality.push(QualityRow {
+                    model: mapping.model.name.into(),
+                    rows_in: received,
+                    duplicates: received,
+                    ..Default::default()
+                });
+            }
             continue;
         }
-        let s = silver::apply(&tx, mapping, &events).await?;
-        stats.silver.upserts += s.upserts;
-        stats.silver.deletes += s.deletes;
-        stats.silver.quarantined += s.quarantined;
+        let web = mapping.model.name == silver::models::web_events::MODEL.name;
+        if web {
+            let keys = web_keys(mapping, &events);
+            touched
+                .web_days
+                .extend(gold::marts::web_usage::days_of(&tx, &keys).await?);
+        }
+        let applied = silver::apply(&tx, mapping, &events).await?;
+        let s = applied.stats;
+        if web {
+            touched
+                .web_days
+                .extend(gold::marts::web_usage::days_of(&tx, &applied.touched).await?);
+        }
+        touched.record(mapping.model.name, applied.touched);
+        stats.silver.add(&s);
+        quality.push(QualityRow {
+            model: mapping.model.name.into(),
+            rows_in: received,
+            valid: (s.upserts + s.deletes) as i64,
+            quarantined: s.quarantined as i64,
+            filtered: s.filtered as i64,
+            control: s.control as i64,
+            stale: s.stale as i64,
+            duplicates: received - events.len() as i64,
+            ..Default::default()
+        });
         metrics::counter!("transform_silver_upserts_total", "model" => mapping.model.name)
             .increment(s.upserts);
         metrics::counter!("transform_silver_deletes_total", "model" => mapping.model.name)
             .increment(s.deletes);
         metrics::counter!("transform_silver_quarantined_total", "model" => mapping.model.name)
             .increment(s.quarantined);
+        metrics::counter!("transform_silver_filtered_total", "model" => mapping.model.name)
+            .increment(s.filtered);
     }
 
     // Database tables: one silver mirror per topic, events in consumed order.
@@ -213,9 +259,7 @@ pub async fn process_batch(
             continue;
         }
         let s = silver::mirror::apply(&tx, entity, events).await?;
-        stats.silver.upserts += s.upserts;
-        stats.silver.deletes += s.deletes;
-        stats.silver.quarantined += s.quarantined;
+        stats.silver.add(&s);
         metrics::counter!("transform_silver_upserts_total", "model" => "mirror")
             .increment(s.upserts);
         metrics::counter!("transform_silver_deletes_total", "model" => "mirror")
@@ -224,11 +268,41 @@ pub async fn process_batch(
             .increment(s.quarantined);
     }
 
+    let g = gold::refresh(&tx, &touched).await?;
+    stats.gold_orders = g.orders;
+    if let Some(q) = quality.iter_mut().find(|q| q.model == "sales") {
+        q.unknown_refs = gold::marts::quality::unknown_refs(&tx).await?;
+    }
+    if stats.dead_letters > 0 {
+        quality.push(QualityRow {
+            model: "dlq".into(),
+            rows_in: dead.len() as i64,
+            dead_lettered: stats.dead_letters as i64,
+            ..Default::default()
+        });
+    }
+    gold::marts::quality::record(&tx, &quality).await?;
     store_offsets(&tx, router, batch).await?;
     tx.commit()
         .await
         .map_err(DbError::query("committing a batch"))?;
     Ok(stats)
+}
+
+/// Keys of a batch's web events, from their images (before silver changes them).
+fn web_keys(mapping: &Mapping, events: &[SilverEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let raw = if e.op == Op::Delete {
+                e.before
+            } else {
+                e.after
+            }?;
+            let image = serde_json::from_str(raw.get()).ok()?;
+            mapping.key_of(&image)
+        })
+        .collect()
 }
 
 /// Stores the next offsets of the batch's partitions (never moving one backwards).
@@ -270,9 +344,8 @@ pub async fn process_one_by_one(
                 total.bronze_duplicates += s.bronze_duplicates;
                 total.dead_letters += s.dead_letters;
                 total.tombstones += s.tombstones;
-                total.silver.upserts += s.silver.upserts;
-                total.silver.deletes += s.silver.deletes;
-                total.silver.quarantined += s.silver.quarantined;
+                total.silver.add(&s.silver);
+                total.gold_orders += s.gold_orders;
             }
             Err(e) if e.is_data_error() => {
                 tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "record refused by the warehouse; dead-lettered");

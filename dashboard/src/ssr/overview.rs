@@ -1,4 +1,4 @@
-//! Queries of the overview page, over the gold views of migrations/0004_gold.sql.
+//! Queries of the overview page, over the stored gold marts (transform/src/gold/marts/).
 
 use std::time::Instant;
 
@@ -11,14 +11,19 @@ use tokio_postgres::{error::SqlState, IsolationLevel};
 use super::server::AppState;
 use crate::model::{CountryRow, DailyPoint, Kpis, Overview, OverviewData, Warehouse};
 
-const KPIS: &str =
-    "SELECT revenue, orders, customers, avg_basket, first_sale_date, last_sale_date \
-                    FROM gold.kpi_overview";
-const DAILY: &str = "SELECT sale_date, revenue::float8 FROM gold.daily_revenue \
-                     WHERE sale_date > (SELECT max(sale_date) FROM gold.daily_revenue) - 365 \
-                     ORDER BY sale_date";
-const COUNTRIES: &str = "SELECT country, revenue, orders, customers FROM gold.revenue_by_country \
-                         ORDER BY revenue DESC, country LIMIT 10";
+const KPIS: &str = "SELECT coalesce(a.revenue, 0)::numeric(16,2) AS revenue, \
+                    coalesce(a.orders, 0) AS orders, coalesce(a.customers, 0) AS customers, \
+                    coalesce(a.avg_basket, 0) AS avg_basket, d.first AS first_sale_date, \
+                    d.last AS last_sale_date \
+                    FROM (SELECT min(period_start) AS first, max(period_start) AS last \
+                          FROM gold.sales_by_period WHERE grain = 'day') d \
+                    LEFT JOIN gold.sales_by_period a ON a.grain = 'all'";
+const DAILY: &str = "SELECT period_start, revenue::float8 FROM gold.sales_by_period \
+                     WHERE grain = 'day' AND period_start > (SELECT max(period_start) \
+                     FROM gold.sales_by_period WHERE grain = 'day') - 365 \
+                     ORDER BY period_start";
+const COUNTRIES: &str = "SELECT country, revenue, orders, customers FROM gold.country_sales \
+                         WHERE grain = 'all' ORDER BY revenue DESC, country LIMIT 10";
 
 /// Body of the `get_overview` server function: metrics around [`load`].
 pub async fn get_overview() -> Result<Overview, ServerFnError> {

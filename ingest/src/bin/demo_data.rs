@@ -435,7 +435,24 @@ const TITLES: &[&str] = &[
 const EMPLOYEES_PER_COUNTRY: &[usize] = &[4, 3, 2, 2, 2, 2, 1, 1, 2, 1];
 
 const SALES_HEADER: &str =
-    "sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount";
+    "sale_id,order_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount";
+/// Positions of the fields of a sales record (see SALES_HEADER).
+const F_SALE: usize = 0;
+const F_ORDER: usize = 1;
+const F_DATE: usize = 2;
+const F_CUSTOMER: usize = 3;
+const F_PRODUCT: usize = 4;
+const F_EMPLOYEE: usize = 5;
+const F_QTY: usize = 6;
+const F_PRICE: usize = 7;
+const F_AMOUNT: usize = 8;
+const SALES_FIELDS: usize = 9;
+/// Relative frequency of orders of 1, 2, 3, 4 and 5 lines (mean 1.86 lines an order).
+const ORDER_LINES: &[f64] = &[50.0, 28.0, 12.0, 6.0, 4.0];
+/// Share of the customers who signed up during the sales window (the others before it).
+const SIGNUP_IN_WINDOW: f64 = 0.3;
+/// Customers who move country: one in this many (at least 3 when there are 50 or more).
+const MOVER_EVERY: usize = 250;
 const CUSTOMERS_HEADER: &str = "customer_id,full_name,email,country,city,signup_date";
 const SALES_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y", "%b %d %Y"];
 const CUSTOMER_DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d", "%d-%m-%Y"];
@@ -624,6 +641,18 @@ fn pick_format(rng: &mut StdRng, formats: &'static [&'static str], iso_share: f6
 struct Customer {
     id: String,
     country: usize,
+    /// A move: from this day on, the customer lives in the other country (index into COUNTRIES).
+    moved: Option<(NaiveDate, usize)>,
+}
+
+impl Customer {
+    /// The country the customer lived in on `day`.
+    fn country_on(&self, day: NaiveDate) -> usize {
+        match self.moved {
+            Some((from, to)) if day >= from => to,
+            _ => self.country,
+        }
+    }
 }
 
 struct Employee {
@@ -641,16 +670,18 @@ struct World {
 }
 
 impl World {
+    /// The sales person of an order: an employee of the customer's country, any employee
+    /// where the country has none.
     fn employee_for(&self, rng: &mut StdRng, country: usize) -> String {
         let local: Vec<&Employee> = self
             .employees
             .iter()
             .filter(|e| e.country == country)
             .collect();
-        if !local.is_empty() && rng.random_bool(0.9) {
-            pick(rng, &local).id.clone()
-        } else {
+        if local.is_empty() {
             pick(rng, &self.employees).id.clone()
+        } else {
+            pick(rng, &local).id.clone()
         }
     }
 }
@@ -809,7 +840,156 @@ fn employees(rng: &mut StdRng, today: NaiveDate, stats: &mut Stats) -> (CsvFile,
     (f, list)
 }
 
-/// Customers: the clean list for the world, and the file with its dirt.
+/// Rows with one-off dirt (by position) and the customers who move country, at distinct
+/// positions: a mover's first row stays free of one-off dirt.
+fn customer_plan(rng: &mut StdRng, n: usize) -> (BTreeMap<usize, &'static str>, HashSet<usize>) {
+    let mut special: BTreeMap<usize, &'static str> = BTreeMap::new();
+    let mut movers = HashSet::new();
+    if n < 50 {
+        return (special, movers);
+    }
+    let plan: [(&str, usize); 5] = [
+        ("quoted_newline", (n / 700).max(1)),
+        ("wrong_field_count", (n / 700).max(1)),
+        ("invalid_utf8", 1),
+        ("empty_key", 1),
+        ("move", (n / MOVER_EVERY).max(3)),
+    ];
+    for (kind, count) in plan {
+        let mut placed = 0;
+        while placed < count {
+            let i = rng.random_range(0..n);
+            if let std::collections::btree_map::Entry::Vacant(e) = special.entry(i) {
+                e.insert(kind);
+                placed += 1;
+            }
+        }
+    }
+    special.retain(|&i, kind| {
+        if *kind == "move" {
+            movers.insert(i);
+        }
+        *kind != "move"
+    });
+    (special, movers)
+}
+
+/// Puts a customer row's dirt into `v` (one-off `kind`, else random); returns the raw bytes
+/// when the row is no longer what `line` would write.
+fn customer_dirt(
+    rng: &mut StdRng,
+    v: &mut [String],
+    kind: Option<&str>,
+    (first, last, c): (&str, &str, &Country),
+    stats: &mut Stats,
+) -> Option<Vec<u8>> {
+    match kind {
+        Some("quoted_newline") => {
+            stats.dirt("quoted_newline");
+            v[1] = format!("{first}\n{last}");
+        }
+        Some("wrong_field_count") => {
+            // "Last, First" exported without quotes: one field too many.
+            stats.dirt("wrong_field_count");
+            v[1] = format!("{last}, {first}");
+            return Some(v.join(",").into_bytes());
+        }
+        Some("invalid_utf8") => {
+            // A Latin-1 export: "ü" as the single byte 0xFC.
+            stats.dirt("invalid_utf8");
+            if v[1].is_ascii() {
+                v[1] = format!("{first} Müller");
+                v[2] = format!("{}.mueller@{}", ascii_slug(first), pick(rng, c.domains));
+            }
+            let s = String::from_utf8(line(v)).expect("utf-8");
+            return Some(
+                s.chars()
+                    .map(|c| {
+                        if (c as u32) < 256 {
+                            c as u32 as u8
+                        } else {
+                            b'?'
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        Some("empty_key") => {
+            stats.dirt("empty_key");
+            v[0] = "  ".to_string();
+        }
+        _ => {
+            let r: f64 = rng.random();
+            if r < 0.014 {
+                stats.dirt("null_field");
+                let k = rng.random_range(1..v.len());
+                v[k] = String::new();
+            } else if r < 0.019 {
+                stats.dirt("quoted_comma");
+                v[1] = format!("{last}, {first}");
+            }
+            if rng.random_bool(0.06) {
+                stats.dirt("whitespace_case");
+                match rng.random_range(0..5) {
+                    0 => v[0] = v[0].to_lowercase(),
+                    1 => {
+                        v[1] = if rng.random_bool(0.5) {
+                            pad(rng, &v[1])
+                        } else {
+                            mangle_case(rng, &v[1])
+                        }
+                    }
+                    2 => v[2] = mangle_case(rng, &v[2]),
+                    3 => {
+                        let m = mangle_case(rng, &v[3]);
+                        v[3] = pad(rng, &m);
+                    }
+                    _ => v[4] = pad(rng, &v[4].to_lowercase()),
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A customer's move: another country that has customers, a city there and the day of the
+/// move (in the last three quarters of the window, after the signup, at the latest
+/// yesterday). Returns the second row (the same person, email and signup date) with it.
+fn customer_move(
+    rng: &mut StdRng,
+    clean: &[String],
+    from: usize,
+    signup: NaiveDate,
+    (window_start, days, today): (NaiveDate, u32, NaiveDate),
+) -> (Vec<u8>, NaiveDate, usize) {
+    let ccum = country_cum();
+    let mut to = sample_cum(rng, &ccum);
+    while to == from {
+        to = sample_cum(rng, &ccum);
+    }
+    let c = &COUNTRIES[to];
+    let lo = (window_start + chrono::Duration::days(days as i64 / 4))
+        .max(signup + chrono::Duration::days(1));
+    let hi = today - chrono::Duration::days(1);
+    let day = if lo >= hi {
+        hi
+    } else {
+        lo + chrono::Duration::days(rng.random_range(0..=(hi - lo).num_days()))
+    };
+    let row = line(&[
+        clean[0].clone(),
+        clean[1].clone(),
+        clean[2].clone(),
+        c.name.to_string(),
+        pick(rng, c.cities).to_string(),
+        signup.format("%Y-%m-%d").to_string(),
+    ]);
+    (row, day, to)
+}
+
+/// Customers: the clean list for the world, and the file with its dirt. The customers who
+/// move country get a second row (same customer_id, another country and city) after every
+/// first row, so the CSV source reads it later and silver sees an update.
 fn customers(
     rng: &mut StdRng,
     p: &Params,
@@ -822,26 +1002,7 @@ fn customers(
     let mut taken = HashSet::new();
     let window_start = today - chrono::Duration::days(p.days as i64);
     let n = p.customers;
-    // A few rows get one-off dirt at distinct positions.
-    let mut special: BTreeMap<usize, &'static str> = BTreeMap::new();
-    if n >= 50 {
-        let plan: [(&str, usize); 4] = [
-            ("quoted_newline", (n / 700).max(1)),
-            ("wrong_field_count", (n / 700).max(1)),
-            ("invalid_utf8", 1),
-            ("empty_key", 1),
-        ];
-        for (kind, count) in plan {
-            let mut placed = 0;
-            while placed < count {
-                let i = rng.random_range(0..n);
-                if let std::collections::btree_map::Entry::Vacant(e) = special.entry(i) {
-                    e.insert(kind);
-                    placed += 1;
-                }
-            }
-        }
-    }
+    let (special, movers) = customer_plan(rng, n);
     let mut list = Vec::with_capacity(n);
     let mut signups = Vec::with_capacity(n);
     let mut rows: Vec<Placed> = Vec::with_capacity(n + n / 50);
@@ -853,7 +1014,7 @@ fn customers(
         let email = email_for(rng, &first, &last, c, &mut taken);
         let city = pick(rng, c.cities).to_string();
         // Most customers signed up before the sales window, the others during it.
-        let signup = if rng.random_bool(0.7) {
+        let signup = if rng.random_bool(1.0 - SIGNUP_IN_WINDOW) {
             window_start - chrono::Duration::days(rng.random_range(1..730))
         } else {
             window_start + chrono::Duration::days(rng.random_range(0..p.days.max(1) as i64))
@@ -868,79 +1029,20 @@ fn customers(
             city,
             signup.format(fmt).to_string(),
         ];
+        let mut moved = None;
+        if movers.contains(&i) {
+            let (row, day, to) = customer_move(rng, &v, ci, signup, (window_start, p.days, today));
+            rows.push((n as f64 + 100.0 + rows.len() as f64, row));
+            moved = Some((day, to));
+        }
         list.push(Customer {
             id: id.clone(),
             country: ci,
+            moved,
         });
         signups.push(signup);
-
-        let mut raw: Option<Vec<u8>> = None;
-        match special.get(&i).copied() {
-            Some("quoted_newline") => {
-                stats.dirt("quoted_newline");
-                v[1] = format!("{first}\n{last}");
-            }
-            Some("wrong_field_count") => {
-                // "Last, First" exported without quotes: one field too many.
-                stats.dirt("wrong_field_count");
-                v[1] = format!("{last}, {first}");
-                raw = Some(v.join(",").into_bytes());
-            }
-            Some("invalid_utf8") => {
-                // A Latin-1 export: "ü" as the single byte 0xFC.
-                stats.dirt("invalid_utf8");
-                if v[1].is_ascii() {
-                    v[1] = format!("{first} Müller");
-                    v[2] = format!("{}.mueller@{}", ascii_slug(&first), pick(rng, c.domains));
-                }
-                let s = String::from_utf8(line(&v)).expect("utf-8");
-                raw = Some(
-                    s.chars()
-                        .map(|c| {
-                            if (c as u32) < 256 {
-                                c as u32 as u8
-                            } else {
-                                b'?'
-                            }
-                        })
-                        .collect(),
-                );
-            }
-            Some("empty_key") => {
-                stats.dirt("empty_key");
-                v[0] = "  ".to_string();
-            }
-            _ => {
-                let r: f64 = rng.random();
-                if r < 0.014 {
-                    stats.dirt("null_field");
-                    let k = rng.random_range(1..v.len());
-                    v[k] = String::new();
-                } else if r < 0.019 {
-                    stats.dirt("quoted_comma");
-                    v[1] = format!("{last}, {first}");
-                }
-                if rng.random_bool(0.06) {
-                    stats.dirt("whitespace_case");
-                    match rng.random_range(0..5) {
-                        0 => v[0] = v[0].to_lowercase(),
-                        1 => {
-                            v[1] = if rng.random_bool(0.5) {
-                                pad(rng, &v[1])
-                            } else {
-                                mangle_case(rng, &v[1])
-                            }
-                        }
-                        2 => v[2] = mangle_case(rng, &v[2]),
-                        3 => {
-                            let m = mangle_case(rng, &v[3]);
-                            v[3] = pad(rng, &m);
-                        }
-                        _ => v[4] = pad(rng, &v[4].to_lowercase()),
-                    }
-                }
-            }
-        }
+        let kind = special.get(&i).copied();
+        let raw = customer_dirt(rng, &mut v, kind, (&first, &last, c), stats);
         let bytes = raw.unwrap_or_else(|| line(&v));
         if rng.random_bool(0.01) {
             stats.dirt("duplicate_row");
@@ -956,28 +1058,76 @@ fn customers(
     (f, list, signups)
 }
 
-/// Relative number of sales on a day: weekly pattern, seasons, a growth trend and noise.
-fn day_weight(d: NaiveDate, idx: usize, days: usize, noise: f64) -> f64 {
-    let weekly =
-        [0.92, 0.95, 1.0, 1.05, 1.2, 1.3, 0.65][d.weekday().num_days_from_monday() as usize];
+/// Relative number of sales by weekday, Monday first: a busy Friday and Saturday, a quiet
+/// Sunday (mean 1.01).
+const WEEKLY: [f64; 7] = [0.92, 0.95, 1.0, 1.05, 1.2, 1.3, 0.65];
+
+/// Anomalous days of the history: (days before `today`, factor on a normal day's volume,
+/// what happened). The same for every seed, relative to the day the files are made:
+/// today-9 a spike (x4), today-38 a drop (x0.2), today-94 a spike (x4) and today-211 a drop
+/// (x0.2); those before the window (`--days`) are left out. A normal day's volume is the
+/// day's season, events and trend with an average weekday and no noise, so the factor is
+/// what the day shows against its neighbours.
+const ANOMALIES: &[(i64, f64, &str)] = &[
+    (9, 4.0, "flash sale"),
+    (38, 0.2, "payment outage"),
+    (94, 4.0, "viral campaign"),
+    (211, 0.2, "site down"),
+];
+
+/// The factor of an anomalous day of the history made on `today`, if `d` is one.
+fn anomaly_on(today: NaiveDate, d: NaiveDate) -> Option<f64> {
+    let before = (today - d).num_days();
+    ANOMALIES
+        .iter()
+        .find(|a| a.0 == before)
+        .map(|&(_, factor, _)| factor)
+}
+
+/// Relative volume of a day without its weekday and noise: the yearly pattern (a seasonal
+/// wave peaking mid-December and lowest mid-June, the Christmas season from late November,
+/// January sales, the summer holidays' dip from mid-July to August) and a growth trend
+/// (`idx` is the day's position in a window of `days` days).
+fn base_weight(d: NaiveDate, idx: usize, days: usize) -> f64 {
     let season = 1.0 + 0.18 * (2.0 * PI * (d.ordinal() as f64 - 350.0) / 365.25).cos();
     let event = match (d.month(), d.day()) {
         (11, 24..) | (12, ..=23) => 1.35,
         (1, ..=10) => 1.15,
-        (8, _) => 0.85,
+        (7, 15..) | (8, _) => 0.85,
         _ => 1.0,
     };
     let trend = 1.0 + 0.15 * idx as f64 / days.max(1) as f64;
-    weekly * season * event * trend * (0.85 + 0.3 * noise)
+    season * event * trend
 }
 
-/// What a sale row turns out to be.
+/// Relative number of sales on a normal day: weekly pattern, yearly pattern, trend and noise
+/// (`noise` in 0..1, 0.5 on average).
+fn day_weight(d: NaiveDate, idx: usize, days: usize, noise: f64) -> f64 {
+    WEEKLY[d.weekday().num_days_from_monday() as usize]
+        * base_weight(d, idx, days)
+        * (0.85 + 0.3 * noise)
+}
+
+/// Relative number of sales on a day of the history made on `today`: a normal day's, or
+/// an anomaly's.
+fn history_weight(today: NaiveDate, d: NaiveDate, idx: usize, days: usize, noise: f64) -> f64 {
+    match anomaly_on(today, d) {
+        Some(factor) => factor * WEEKLY.iter().sum::<f64>() / 7.0 * base_weight(d, idx, days),
+        None => day_weight(d, idx, days, noise),
+    }
+}
+
+/// Number of lines of an order: 1 to 5, mostly 1 or 2.
+fn order_size(rng: &mut StdRng) -> usize {
+    sample_cum(rng, &cumulative(ORDER_LINES.iter().copied())) + 1
+}
+
+/// What a sale row turns out to be. (An unknown customer is a matter of the whole order.)
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum SaleKind {
     Clean,
     NullRequired,
     NegativeAmount,
-    UnknownCustomer,
     ZeroQuantity,
     UnparseableDate,
     WrongFieldCount,
@@ -990,32 +1140,84 @@ fn draw_sale_kind(rng: &mut StdRng) -> SaleKind {
     match r {
         r if r < 0.030 => SaleKind::NullRequired,
         r if r < 0.035 => SaleKind::NegativeAmount,
-        r if r < 0.045 => SaleKind::UnknownCustomer,
-        r if r < 0.047 => SaleKind::ZeroQuantity,
-        r if r < 0.049 => SaleKind::UnparseableDate,
-        r if r < 0.050 => SaleKind::WrongFieldCount,
-        r if r < 0.0505 => SaleKind::EmptyKey,
-        r if r < 0.0555 => SaleKind::MissingAmount,
+        r if r < 0.037 => SaleKind::ZeroQuantity,
+        r if r < 0.039 => SaleKind::UnparseableDate,
+        r if r < 0.040 => SaleKind::WrongFieldCount,
+        r if r < 0.0405 => SaleKind::EmptyKey,
+        r if r < 0.0455 => SaleKind::MissingAmount,
         _ => SaleKind::Clean,
     }
 }
 
-/// One sale as a CSV record (with its dirt), and whether it should appear twice.
-fn sale_record(
+/// What the lines of one order share.
+struct OrderHead {
+    id: String,
+    date: NaiveDate,
+    /// As written: the customer's id or, for the dirt, one that no customer has.
+    customer_id: String,
+    unknown_customer: bool,
+    /// An employee of the country the customer lived in on the order's date.
+    employee_id: String,
+}
+
+/// The head of an order of `customer` on `date`; one order in a hundred names an unknown
+/// customer on all its lines.
+fn order_head(
     rng: &mut StdRng,
     w: &World,
-    id: &str,
+    id: String,
     date: NaiveDate,
     customer: &Customer,
+) -> OrderHead {
+    let employee_id = w.employee_for(rng, customer.country_on(date));
+    let unknown_customer = rng.random_bool(0.01);
+    let customer_id = if unknown_customer {
+        format!("C{:05}", w.n_customers + 1000 + rng.random_range(0..9000))
+    } else {
+        customer.id.clone()
+    };
+    OrderHead {
+        id,
+        date,
+        customer_id,
+        unknown_customer,
+        employee_id,
+    }
+}
+
+/// The lines of an order, one a sale id, each of another product: records (with their
+/// dirt) and whether each should appear twice.
+fn order_records(
+    rng: &mut StdRng,
+    w: &World,
+    head: &OrderHead,
+    sale_ids: &[String],
+    stats: &mut Stats,
+) -> Vec<(Vec<u8>, bool)> {
+    let mut used: Vec<usize> = Vec::with_capacity(sale_ids.len());
+    let mut out = Vec::with_capacity(sale_ids.len());
+    for id in sale_ids {
+        let mut pi = sample_cum(rng, &w.product_cum);
+        for _ in 0..100 {
+            if !used.contains(&pi) {
+                break;
+            }
+            pi = sample_cum(rng, &w.product_cum);
+        }
+        used.push(pi);
+        out.push(sale_record(rng, head, id, &PRODUCTS[pi], stats));
+    }
+    out
+}
+
+/// One sale line as a CSV record (with its dirt), and whether it should appear twice.
+fn sale_record(
+    rng: &mut StdRng,
+    head: &OrderHead,
+    id: &str,
+    product: &ProductDef,
     stats: &mut Stats,
 ) -> (Vec<u8>, bool) {
-    let pi = sample_cum(rng, &w.product_cum);
-    let product = &PRODUCTS[pi];
-    let employee = if rng.random_bool(0.06) {
-        String::new()
-    } else {
-        w.employee_for(rng, customer.country)
-    };
     let qty_weights: &[f64] = if product.price_cents > 50_000 {
         &[80.0, 15.0, 4.0, 1.0, 0.0]
     } else {
@@ -1031,23 +1233,31 @@ fn sale_record(
     };
     let fmt = pick_format(rng, SALES_DATE_FORMATS, 0.7);
     stats.format(fmt);
-    let mut v = vec![
-        id.to_string(),
-        date.format(fmt).to_string(),
-        customer.id.clone(),
-        product.id.to_string(),
-        employee,
-        quantity.to_string(),
-        money(price),
-        money(quantity * price),
-    ];
-    let kind = draw_sale_kind(rng);
+    let mut v = vec![String::new(); SALES_FIELDS];
+    v[F_SALE] = id.to_string();
+    v[F_ORDER] = head.id.clone();
+    v[F_DATE] = head.date.format(fmt).to_string();
+    v[F_CUSTOMER] = head.customer_id.clone();
+    v[F_PRODUCT] = product.id.to_string();
+    v[F_EMPLOYEE] = head.employee_id.clone();
+    v[F_QTY] = quantity.to_string();
+    v[F_PRICE] = money(price);
+    v[F_AMOUNT] = money(quantity * price);
+    if head.unknown_customer {
+        stats.dirt("unknown_customer");
+    }
     let mut raw = None;
-    match kind {
+    match draw_sale_kind(rng) {
         SaleKind::Clean => {}
         SaleKind::NullRequired => {
             stats.dirt("null_required");
-            let k = *pick(rng, &[1, 1, 1, 2, 2, 2, 3, 3, 5, 5]);
+            let k = *pick(
+                rng,
+                &[
+                    F_DATE, F_DATE, F_DATE, F_CUSTOMER, F_CUSTOMER, F_CUSTOMER, F_PRODUCT,
+                    F_PRODUCT, F_QTY, F_QTY,
+                ],
+            );
             v[k] = if rng.random_bool(0.8) {
                 String::new()
             } else {
@@ -1056,59 +1266,40 @@ fn sale_record(
         }
         SaleKind::NegativeAmount => {
             stats.dirt("negative_amount");
-            v[7] = money(-quantity * price);
-        }
-        SaleKind::UnknownCustomer => {
-            stats.dirt("unknown_customer");
-            v[2] = format!("C{:05}", w.n_customers + 1000 + rng.random_range(0..9000));
+            v[F_AMOUNT] = money(-quantity * price);
         }
         SaleKind::ZeroQuantity => {
             stats.dirt("zero_quantity");
-            v[5] = "0".to_string();
-            v[7] = money(0);
+            v[F_QTY] = "0".to_string();
+            v[F_AMOUNT] = money(0);
         }
         SaleKind::UnparseableDate => {
             // German dotted dates are not among the accepted formats.
             stats.dirt("unparseable_date");
-            v[1] = date.format("%d.%m.%Y").to_string();
+            v[F_DATE] = head.date.format("%d.%m.%Y").to_string();
         }
         SaleKind::WrongFieldCount => {
             stats.dirt("wrong_field_count");
-            let amount = quantity * price;
-            raw = Some(match rng.random_range(0..3) {
-                // Thousands separator without quotes: one field too many.
-                0 if amount >= 100_000 => {
-                    let s = money(amount);
-                    let (int, dec) = s.split_at(s.len() - 3);
-                    let grouped =
-                        format!("{},{}{dec}", &int[..int.len() - 3], &int[int.len() - 3..]);
-                    v[7] = grouped;
-                    v.join(",").into_bytes()
-                }
-                // A truncated row.
-                0 | 1 => v[..7].join(",").into_bytes(),
-                // A stray trailing delimiter.
-                _ => format!("{},", v.join(",")).into_bytes(),
-            });
+            raw = Some(wrong_field_count(rng, &mut v, quantity * price));
         }
         SaleKind::EmptyKey => {
             stats.dirt("empty_key");
-            v[0] = String::new();
+            v[F_SALE] = String::new();
         }
         SaleKind::MissingAmount => {
             stats.dirt("missing_amount");
-            v[7] = String::new();
+            v[F_AMOUNT] = String::new();
         }
     }
     if raw.is_none() && rng.random_bool(0.04) {
         stats.dirt("whitespace_case");
         match rng.random_range(0..6) {
-            0 => v[0] = pad(rng, &v[0].to_lowercase()),
-            1 => v[1] = pad(rng, &v[1]),
-            2 => v[2] = pad(rng, &v[2].to_lowercase()),
-            3 => v[3] = v[3].to_lowercase(),
-            4 => v[4] = pad(rng, &v[4].to_lowercase()),
-            _ => v[6] = pad(rng, &v[6]),
+            0 => v[F_SALE] = pad(rng, &v[F_SALE].to_lowercase()),
+            1 => v[F_DATE] = pad(rng, &v[F_DATE]),
+            2 => v[F_CUSTOMER] = pad(rng, &v[F_CUSTOMER].to_lowercase()),
+            3 => v[F_PRODUCT] = v[F_PRODUCT].to_lowercase(),
+            4 => v[F_EMPLOYEE] = pad(rng, &v[F_EMPLOYEE].to_lowercase()),
+            _ => v[F_PRICE] = pad(rng, &v[F_PRICE]),
         }
     }
     let dup = rng.random_bool(0.01);
@@ -1116,6 +1307,23 @@ fn sale_record(
         stats.dirt("duplicate_row");
     }
     (raw.unwrap_or_else(|| line(&v)), dup)
+}
+
+/// A sales record with one field too many or too few.
+fn wrong_field_count(rng: &mut StdRng, v: &mut [String], amount: i64) -> Vec<u8> {
+    match rng.random_range(0..3) {
+        // Thousands separator without quotes: one field too many.
+        0 if amount >= 100_000 => {
+            let s = money(amount);
+            let (int, dec) = s.split_at(s.len() - 3);
+            v[F_AMOUNT] = format!("{},{}{dec}", &int[..int.len() - 3], &int[int.len() - 3..]);
+            v.join(",").into_bytes()
+        }
+        // A truncated row: no amount.
+        0 | 1 => v[..F_AMOUNT].join(",").into_bytes(),
+        // A stray trailing delimiter.
+        _ => format!("{},", v.join(",")).into_bytes(),
+    }
 }
 
 fn world(
@@ -1145,7 +1353,18 @@ fn world(
     (w, vec![countries, products, emp_file, cust_file])
 }
 
+/// The days of the history made on `today`: `days` days, ending yesterday.
+fn history_window(today: NaiveDate, days: usize) -> Vec<NaiveDate> {
+    let first = today - chrono::Duration::days(days as i64);
+    (0..days)
+        .map(|i| first + chrono::Duration::days(i as i64))
+        .collect()
+}
+
 /// Generates every initial file. Pure: the same parameters and day give the same bytes.
+///
+/// `p.sales` lines (duplicates come on top) in orders of 1 to 5 lines; the lines of an
+/// order share its order_id, date, customer and employee.
 fn generate(p: &Params, today: NaiveDate) -> Generated {
     let mut rng = StdRng::seed_from_u64(p.seed);
     let mut stats: BTreeMap<&'static str, Stats> = BTreeMap::new();
@@ -1153,24 +1372,26 @@ fn generate(p: &Params, today: NaiveDate) -> Generated {
     let sales_stats = stats.entry("sales").or_default();
 
     let days = p.days.max(1) as usize;
-    let first = today - chrono::Duration::days(days as i64);
-    let window: Vec<NaiveDate> = (0..days)
-        .map(|i| first + chrono::Duration::days(i as i64))
-        .collect();
+    let window = history_window(today, days);
     let day_cum = cumulative(
         window
             .iter()
             .enumerate()
-            .map(|(i, &d)| day_weight(d, i, days, rng.random())),
+            .map(|(i, &d)| history_weight(today, d, i, days, rng.random())),
     );
-    let mut dates: Vec<NaiveDate> = (0..p.sales)
-        .map(|_| window[sample_cum(&mut rng, &day_cum)])
-        .collect();
-    dates.sort();
+    // Orders (date, lines) until the lines add up to the sales asked for.
+    let mut orders: Vec<(NaiveDate, usize)> = Vec::new();
+    let mut lines = 0;
+    while lines < p.sales {
+        let k = order_size(&mut rng).min(p.sales - lines);
+        orders.push((window[sample_cum(&mut rng, &day_cum)], k));
+        lines += k;
+    }
+    orders.sort_by_key(|o| o.0);
 
     let mut months: BTreeMap<(i32, u32), Vec<Placed>> = BTreeMap::new();
-    for (i, &date) in dates.iter().enumerate() {
-        let id = format!("S{:07}", i + 1);
+    let mut next_sale = 1;
+    for (o, &(date, k)) in orders.iter().enumerate() {
         // A customer who had signed up by then, if one is found quickly.
         let mut ci = sample_cum(&mut rng, &w.customer_cum);
         for _ in 0..8 {
@@ -1179,13 +1400,25 @@ fn generate(p: &Params, today: NaiveDate) -> Generated {
             }
             ci = sample_cum(&mut rng, &w.customer_cum);
         }
-        let (rec, dup) = sale_record(&mut rng, &w, &id, date, &w.customers[ci], sales_stats);
+        let head = order_head(
+            &mut rng,
+            &w,
+            format!("O{:07}", o + 1),
+            date,
+            &w.customers[ci],
+        );
+        let ids: Vec<String> = (next_sale..next_sale + k)
+            .map(|i| format!("S{i:07}"))
+            .collect();
+        next_sale += k;
         let rows = months.entry((date.year(), date.month())).or_default();
-        let pos = rows.len() as f64;
-        if dup {
-            rows.push((pos + rng.random_range(1..60) as f64 + 0.5, rec.clone()));
+        for (rec, dup) in order_records(&mut rng, &w, &head, &ids, sales_stats) {
+            let pos = rows.len() as f64;
+            if dup {
+                rows.push((pos + rng.random_range(1..60) as f64 + 0.5, rec.clone()));
+            }
+            rows.push((pos, rec));
         }
-        rows.push((pos, rec));
     }
     for ((y, m), mut rows) in months {
         rows.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -1308,10 +1541,28 @@ fn write_initial<'a>(
 // Follow mode
 // ---------------------------------------------------------------------------------------
 
-/// Creates `path` with its header if missing; if a previous run died mid-line, ends that line.
+/// Whether the file's first line is `header` (a BOM and a CR aside).
+fn has_header(path: &Path, header: &str) -> Result<bool> {
+    let mut head = Vec::with_capacity(header.len() + 8);
+    std::fs::File::open(path)?
+        .take(header.len() as u64 + 8)
+        .read_to_end(&mut head)?;
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(first.strip_suffix(b"\r").unwrap_or(first) == header.as_bytes() && first.len() < head.len())
+}
+
+/// Creates `path` with its header if missing or empty; if a previous run died mid-line,
+/// ends that line. A file with another header (made by an older version, before the sales
+/// had an order_id) is renamed to `<stem>_until_<timestamp>.csv`, which keeps it read (the
+/// agent follows renames), and a new one is started.
 fn prepare_live_file(dir: &Path, name: &str, header: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    if !path.exists() {
+    let len = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    };
+    if len == 0 {
         write_atomic(dir, name, format!("{header}\n").as_bytes())?;
         return Ok(path);
     }
@@ -1319,36 +1570,184 @@ fn prepare_live_file(dir: &Path, name: &str, header: &str) -> Result<PathBuf> {
         .read(true)
         .append(true)
         .open(&path)?;
-    let len = f.metadata()?.len();
-    if len > 0 {
-        let mut last = [0u8; 1];
-        f.seek(SeekFrom::Start(len - 1))?;
-        f.read_exact(&mut last)?;
-        if last[0] != b'\n' {
-            warn!(file = %path.display(), "file does not end with a newline (interrupted write?); ending the line");
-            f.write_all(b"\n")?;
-        }
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::Start(len - 1))?;
+    f.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        warn!(file = %path.display(), "file does not end with a newline (interrupted write?); ending the line");
+        f.write_all(b"\n")?;
+    }
+    drop(f);
+    if !has_header(&path, header)? {
+        let stem = name.strip_suffix(".csv").unwrap_or(name);
+        let old = format!(
+            "{stem}_until_{}.csv",
+            chrono::Local::now().format("%Y%m%d%H%M%S")
+        );
+        warn!(file = %path.display(), renamed_to = %old, "live file has another header; starting a new one");
+        std::fs::rename(&path, dir.join(&old))?;
+        write_atomic(dir, name, format!("{header}\n").as_bytes())?;
     }
     Ok(path)
+}
+
+/// A date in any of the accepted sales formats.
+fn parse_sale_date(s: &str) -> Option<NaiveDate> {
+    SALES_DATE_FORMATS
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
+}
+
+/// Distinct ids (field `id_field`) of the records of a live file dated `day` (field
+/// `date_field`): what an earlier run already wrote today. 0 when the file is missing.
+fn written_on(path: &Path, id_field: usize, date_field: usize, day: NaiveDate) -> usize {
+    let Ok(bytes) = std::fs::read(path) else {
+        return 0;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut ids = HashSet::new();
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        let (Some(id), Some(d)) = (f.get(id_field), f.get(date_field)) else {
+            continue;
+        };
+        let id = id.trim().to_uppercase();
+        if !id.is_empty() && parse_sale_date(d) == Some(day) {
+            ids.insert(id);
+        }
+    }
+    ids.len()
+}
+
+/// Share of a day's sales made in each hour (local time): quiet nights, a morning ramp, a
+/// lunch bump and an evening peak.
+const HOURLY: [f64; 24] = [
+    0.35, 0.2, 0.12, 0.08, 0.08, 0.12, 0.25, 0.5, 0.8, 1.0, 1.1, 1.2, 1.35, 1.3, 1.15, 1.1, 1.15,
+    1.25, 1.4, 1.55, 1.6, 1.4, 1.0, 0.6,
+];
+
+/// Share of a day's sales made by `secs` seconds after midnight (0 to 1, linear within an hour).
+fn share_of_day_by(secs: f64) -> f64 {
+    let total: f64 = HOURLY.iter().sum();
+    let secs = secs.clamp(0.0, 86_400.0);
+    let h = ((secs / 3600.0) as usize).min(23);
+    let done: f64 = HOURLY[..h].iter().sum();
+    ((done + HOURLY[h] * (secs / 3600.0 - h as f64)) / total).min(1.0)
+}
+
+/// The volume of a normal day, continuing the history made on `today`: the same lines per
+/// unit of `day_weight` as the history had, so a live day looks like the days before it.
+#[derive(Clone, Debug)]
+struct Volume {
+    today: NaiveDate,
+    days: usize,
+    lines_per_weight: f64,
+    customers_per_day: f64,
+}
+
+impl Volume {
+    fn new(p: &Params, today: NaiveDate) -> Self {
+        let days = p.days.max(1) as usize;
+        let total: f64 = history_window(today, days)
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| history_weight(today, d, i, days, 0.5))
+            .sum();
+        Volume {
+            today,
+            days,
+            lines_per_weight: p.sales as f64 / total,
+            customers_per_day: SIGNUP_IN_WINDOW * p.customers as f64 / days as f64,
+        }
+    }
+
+    /// Expected sale lines (duplicates aside) on `day`, today or later.
+    fn lines_on(&self, day: NaiveDate) -> f64 {
+        let idx = self.days as i64 + (day - self.today).num_days().max(0);
+        self.lines_per_weight * day_weight(day, idx as usize, self.days, 0.5)
+    }
+}
+
+/// What a live append should write.
+#[derive(Debug, Default)]
+struct Due {
+    /// Number of lines of each order.
+    orders: Vec<usize>,
+    customers: usize,
+}
+
+/// Paces the live appends: by a moment of a day, the lines dated that day add up to the
+/// day's expected volume times the share of a day's sales made by then (`HOURLY`), and so
+/// do the new customers. Whatever the append interval, a day ends near a normal day's
+/// volume; a first append late in the day catches up on the hours before (less what an
+/// earlier run wrote that day).
+struct Pacer {
+    volume: Volume,
+    day: NaiveDate,
+    lines: usize,
+    customers: usize,
+    /// Lines of the next order, drawn ahead.
+    next: usize,
+}
+
+impl Pacer {
+    fn new(
+        rng: &mut StdRng,
+        volume: Volume,
+        day: NaiveDate,
+        lines: usize,
+        customers: usize,
+    ) -> Self {
+        Pacer {
+            volume,
+            day,
+            lines,
+            customers,
+            next: order_size(rng),
+        }
+    }
+
+    /// What is due at `secs` seconds after midnight of `day`.
+    fn due(&mut self, rng: &mut StdRng, day: NaiveDate, secs: f64) -> Due {
+        if day != self.day {
+            (self.day, self.lines, self.customers) = (day, 0, 0);
+        }
+        let share = share_of_day_by(secs);
+        let lines = self.volume.lines_on(day) * share;
+        let customers = self.volume.customers_per_day * share;
+        let mut due = Due::default();
+        // An order is written once more than half of it is due.
+        while (self.lines as f64) + self.next as f64 / 2.0 <= lines {
+            due.orders.push(self.next);
+            self.lines += self.next;
+            self.next = order_size(rng);
+        }
+        while self.customers as f64 + 0.5 <= customers {
+            due.customers += 1;
+            self.customers += 1;
+        }
+        due
+    }
 }
 
 struct Live {
     world: World,
     rng: StdRng,
-    new_customers: Vec<Customer>,
+    pacer: Pacer,
+    /// New customers waiting for their first order.
+    pending: Vec<Customer>,
     taken: HashSet<String>,
     stats: Stats,
 }
 
 impl Live {
-    fn new_customer(&mut self, dir: &Path, today: NaiveDate, millis: i64) -> Result<Customer> {
+    fn new_customer(&mut self, dir: &Path, today: NaiveDate, id: String) -> Result<Customer> {
         let path = prepare_live_file(dir, "customers_live.csv", CUSTOMERS_HEADER)?;
         let rng = &mut self.rng;
         let ci = sample_cum(rng, &country_cum());
         let c = &COUNTRIES[ci];
         let (first, last) = person_name(rng, c);
         let email = email_for(rng, &first, &last, c, &mut self.taken);
-        let id = format!("CL-{millis}");
         let rec = line(&[
             id.clone(),
             format!("{first} {last}"),
@@ -1360,44 +1759,55 @@ impl Live {
         let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
         f.write_all(&[rec.as_slice(), b"\n"].concat())?;
         info!(file = %path.display(), customer_id = %id, name = %format!("{first} {last}"), country = c.name, "appended a new customer");
-        let cust = Customer { id, country: ci };
-        self.new_customers.push(cust.clone());
-        if self.new_customers.len() > 50 {
-            self.new_customers.remove(0);
+        Ok(Customer {
+            id,
+            country: ci,
+            moved: None,
+        })
+    }
+
+    /// The records of live orders of the given sizes, dated `today`; a new customer places
+    /// the first order after signing up.
+    fn records(&mut self, today: NaiveDate, millis: i64, sizes: &[usize]) -> Vec<Vec<u8>> {
+        let mut recs = Vec::new();
+        let mut k = 0;
+        for (j, &n) in sizes.iter().enumerate() {
+            let cust = match self.pending.pop() {
+                Some(c) => c,
+                None => self.world.customers[sample_cum(&mut self.rng, &self.world.customer_cum)]
+                    .clone(),
+            };
+            let id = format!("LO-{millis}-{j}");
+            let head = order_head(&mut self.rng, &self.world, id, today, &cust);
+            let ids: Vec<String> = (k..k + n).map(|i| format!("L-{millis}-{i}")).collect();
+            k += n;
+            for (rec, dup) in
+                order_records(&mut self.rng, &self.world, &head, &ids, &mut self.stats)
+            {
+                if dup {
+                    recs.push(rec.clone());
+                }
+                recs.push(rec);
+            }
         }
-        Ok(cust)
+        recs
     }
 
     async fn batch(&mut self, dir: &Path) -> Result<()> {
         let now = chrono::Local::now();
         let today = now.date_naive();
         let millis = now.timestamp_millis();
-        if self.rng.random_bool(0.2) {
-            self.new_customer(dir, today, millis)?;
+        let secs = chrono::Timelike::num_seconds_from_midnight(&now) as f64;
+        let due = self.pacer.due(&mut self.rng, today, secs);
+        for j in 0..due.customers {
+            let c = self.new_customer(dir, today, format!("CL-{millis}-{j}"))?;
+            self.pending.push(c);
+        }
+        if due.orders.is_empty() {
+            return Ok(());
         }
         let path = prepare_live_file(dir, "sales_live.csv", SALES_HEADER)?;
-        let n = self.rng.random_range(3..=15);
-        let mut recs: Vec<Vec<u8>> = Vec::new();
-        for k in 0..n {
-            let id = format!("L-{millis}-{k}");
-            let cust = if !self.new_customers.is_empty() && self.rng.random_bool(0.25) {
-                pick(&mut self.rng, &self.new_customers).clone()
-            } else {
-                self.world.customers[sample_cum(&mut self.rng, &self.world.customer_cum)].clone()
-            };
-            let (rec, dup) = sale_record(
-                &mut self.rng,
-                &self.world,
-                &id,
-                today,
-                &cust,
-                &mut self.stats,
-            );
-            if dup {
-                recs.push(rec.clone());
-            }
-            recs.push(rec);
-        }
+        let recs = self.records(today, millis, &due.orders);
         let mut bytes: Vec<u8> = Vec::new();
         for r in &recs {
             bytes.extend_from_slice(r);
@@ -1416,13 +1826,15 @@ impl Live {
         } else {
             f.write_all(&bytes)?;
         }
-        info!(file = %path.display(), rows = recs.len(), first_id = %format!("L-{millis}-0"), split_write = split, "appended live sales");
+        info!(file = %path.display(), orders = due.orders.len(), rows = recs.len(), first_id = %format!("L-{millis}-0"),
+            lines_today = self.pacer.lines, expected_today = format!("{:.0}", self.pacer.volume.lines_on(today)),
+            split_write = split, "appended live sales");
         Ok(())
     }
 }
 
-async fn follow(dir: &Path, cli: &Cli, world: World) -> Result<()> {
-    prepare_live_file(dir, "sales_live.csv", SALES_HEADER)?;
+async fn follow(dir: &Path, cli: &Cli, world: World, volume: Volume) -> Result<()> {
+    let sales = prepare_live_file(dir, "sales_live.csv", SALES_HEADER)?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -1431,26 +1843,35 @@ async fn follow(dir: &Path, cli: &Cli, world: World) -> Result<()> {
         }
     };
     tokio::pin!(shutdown);
-    let start = chrono::Utc::now().timestamp_millis() as u64;
+    let now = chrono::Local::now();
+    let today = now.date_naive();
+    let start = now.timestamp_millis() as u64;
+    let mut rng = StdRng::seed_from_u64(cli.seed ^ start.rotate_left(17));
+    // Sales and customers an earlier run already wrote today count towards today's volume.
+    let lines = written_on(&sales, F_SALE, F_DATE, today);
+    let customers = written_on(&dir.join("customers_live.csv"), 0, 5, today);
+    info!(dir = %dir.display(), interval_ms = cli.interval_ms, expected_today = format!("{:.0}", volume.lines_on(today)),
+        already_today = lines, "following: appending live sales at a normal day's pace");
+    let pacer = Pacer::new(&mut rng, volume, today, lines, customers);
     let mut live = Live {
         world,
-        rng: StdRng::seed_from_u64(cli.seed ^ start.rotate_left(17)),
-        new_customers: Vec::new(),
+        rng,
+        pacer,
+        pending: Vec::new(),
         taken: HashSet::new(),
         stats: Stats::default(),
     };
-    info!(dir = %dir.display(), interval_ms = cli.interval_ms, "following: appending live sales");
     loop {
+        // A batch is not interrupted halfway: it ends its last line before the next signal check.
+        if let Err(e) = live.batch(dir).await {
+            warn!(error = %format!("{e:#}"), "live append failed; retrying at the next tick");
+        }
         tokio::select! {
             sig = &mut shutdown => {
                 info!(signal = sig, dirt = ?live.stats.dirt, "stopping");
                 return Ok(());
             }
             _ = tokio::time::sleep(Duration::from_millis(cli.interval_ms)) => {}
-        }
-        // A batch is not interrupted halfway: it ends its last line before the next signal check.
-        if let Err(e) = live.batch(dir).await {
-            warn!(error = %format!("{e:#}"), "live append failed; retrying at the next tick");
         }
     }
 }
@@ -1493,7 +1914,7 @@ async fn main() -> Result<()> {
         let mut rng = StdRng::seed_from_u64(cli.seed);
         let mut scratch = BTreeMap::new();
         let (w, _) = world(&mut rng, &params, today, &mut scratch);
-        follow(&cli.out, &cli, w).await?;
+        follow(&cli.out, &cli, w, Volume::new(&params, today)).await?;
     }
     Ok(())
 }
@@ -1563,9 +1984,7 @@ mod tests {
     }
 
     fn parse_date(s: &str) -> Option<NaiveDate> {
-        SALES_DATE_FORMATS
-            .iter()
-            .find_map(|f| NaiveDate::parse_from_str(s.trim(), f).ok())
+        parse_sale_date(s)
     }
 
     fn sales_records(g: &Generated) -> Vec<Vec<String>> {
@@ -1605,7 +2024,7 @@ mod tests {
         assert_eq!(recs.len(), 25_000 + dups);
         let ids: HashSet<&str> = recs
             .iter()
-            .map(|r| r[0].trim())
+            .map(|r| r[F_SALE].trim())
             .filter(|s| !s.is_empty())
             .collect();
         let empty = s.dirt["empty_key"] as usize;
@@ -1629,9 +2048,9 @@ mod tests {
             for r in parse_csv(&f.bytes())
                 .iter()
                 .skip(1)
-                .filter(|r| r.len() == 8)
+                .filter(|r| r.len() == SALES_FIELDS)
             {
-                if let Some(d) = parse_date(&r[1]) {
+                if let Some(d) = parse_date(&r[F_DATE]) {
                     assert!(d < today() && d >= today() - chrono::Duration::days(365));
                     assert_eq!(f.name, format!("sales_{}.csv", d.format("%Y-%m")));
                 }
@@ -1644,7 +2063,7 @@ mod tests {
                 .unwrap()
                 .records
                 .len(),
-            1500 + g.stats["customers"].dirt["duplicate_row"] as usize
+            1500 + g.stats["customers"].dirt["duplicate_row"] as usize + movers(&g).len()
         );
     }
 
@@ -1652,20 +2071,23 @@ mod tests {
     fn clean_amounts_are_quantity_times_price() {
         let g = generate(&params(42), today());
         let mut checked = 0;
-        for r in sales_records(&g).iter().filter(|r| r.len() == 8) {
-            let (Ok(q), Some(p), Some(a)) =
-                (r[5].trim().parse::<i64>(), cents(&r[6]), cents(&r[7]))
-            else {
+        for r in sales_records(&g).iter().filter(|r| r.len() == SALES_FIELDS) {
+            let (Ok(q), Some(p), Some(a)) = (
+                r[F_QTY].trim().parse::<i64>(),
+                cents(&r[F_PRICE]),
+                cents(&r[F_AMOUNT]),
+            ) else {
                 continue;
             };
-            if q <= 0 || a < 0 || parse_date(&r[1]).is_none() || r[3].trim().is_empty() {
+            if q <= 0 || a < 0 || parse_date(&r[F_DATE]).is_none() || r[F_PRODUCT].trim().is_empty()
+            {
                 continue;
             }
             assert!((1..=5).contains(&q));
             assert_eq!(a, q * p, "row {r:?}");
             let list = PRODUCTS
                 .iter()
-                .find(|x| x.id == r[3].trim().to_uppercase())
+                .find(|x| x.id == r[F_PRODUCT].trim().to_uppercase())
                 .expect("known product")
                 .price_cents;
             assert!(
@@ -1741,9 +2163,11 @@ mod tests {
                 && products.iter().any(|r| r[1].contains(','))
         );
         let recs = sales_records(&g);
-        let broken = recs.iter().filter(|r| r.len() != 8).count() as u64;
+        let broken = recs.iter().filter(|r| r.len() != SALES_FIELDS).count() as u64;
         assert_eq!(broken, s["wrong_field_count"] + dup_of_broken(&g));
-        assert!(recs.iter().any(|r| r.len() == 8 && r[7].starts_with('-')));
+        assert!(recs
+            .iter()
+            .any(|r| r.len() == SALES_FIELDS && r[F_AMOUNT].starts_with('-')));
     }
 
     /// Broken rows that were also duplicated (counted once as broken).
@@ -1752,7 +2176,9 @@ mod tests {
         let mut n = 0;
         for f in g.files.iter().filter(|f| f.name.starts_with("sales_")) {
             for r in &f.records {
-                if r.iter().filter(|&&b| b == b',').count() != 7 && !seen.insert(r.clone()) {
+                if r.iter().filter(|&&b| b == b',').count() != SALES_FIELDS - 1
+                    && !seen.insert(r.clone())
+                {
                     n += 1;
                 }
             }
@@ -1764,8 +2190,8 @@ mod tests {
     fn only_known_formats_and_weekly_pattern() {
         let g = generate(&params(1), today());
         let mut per_weekday = [0u32; 7];
-        for r in sales_records(&g).iter().filter(|r| r.len() == 8) {
-            if let Some(d) = parse_date(&r[1]) {
+        for r in sales_records(&g).iter().filter(|r| r.len() == SALES_FIELDS) {
+            if let Some(d) = parse_date(&r[F_DATE]) {
                 per_weekday[d.weekday().num_days_from_monday() as usize] += 1;
             }
         }
@@ -1834,5 +2260,313 @@ mod tests {
             "--follow",
         ]);
         assert!(cli.follow && cli.seed == 42 && cli.sales == 25_000 && cli.interval_ms == 3000);
+    }
+
+    /// The world main rebuilds for the live mode, as the files were made from.
+    fn world_of(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        world(&mut rng, &params(seed), today(), &mut BTreeMap::new()).0
+    }
+
+    /// Rows of customers.csv with the right field count by normalised customer id, in file
+    /// order: (country, city), normalised.
+    fn customer_rows(g: &Generated) -> BTreeMap<String, Vec<(String, String)>> {
+        let f = g.files.iter().find(|f| f.name == "customers.csv").unwrap();
+        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for r in parse_csv(&f.bytes())
+            .into_iter()
+            .skip(1)
+            .filter(|r| r.len() == 6)
+        {
+            out.entry(r[0].trim().to_uppercase())
+                .or_default()
+                .push((r[3].trim().to_lowercase(), r[4].trim().to_lowercase()));
+        }
+        out
+    }
+
+    /// Customers with rows in more than one country.
+    fn movers(g: &Generated) -> Vec<String> {
+        customer_rows(g)
+            .into_iter()
+            .filter(|(_, rows)| rows.iter().map(|r| &r.0).collect::<HashSet<_>>().len() > 1)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Distinct sale ids per parseable date.
+    fn lines_per_day(g: &Generated) -> BTreeMap<NaiveDate, HashSet<String>> {
+        let mut out: BTreeMap<NaiveDate, HashSet<String>> = BTreeMap::new();
+        for r in sales_records(g).iter().filter(|r| r.len() == SALES_FIELDS) {
+            let id = r[F_SALE].trim().to_uppercase();
+            if let (Some(d), false) = (parse_date(&r[F_DATE]), id.is_empty()) {
+                out.entry(d).or_default().insert(id);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_of_an_order_share_date_customer_and_employee() {
+        let g = generate(&params(42), today());
+        let w = world_of(42);
+        let employee_country: BTreeMap<&str, usize> = w
+            .employees
+            .iter()
+            .map(|e| (e.id.as_str(), e.country))
+            .collect();
+        let customers: BTreeMap<&str, &Customer> =
+            w.customers.iter().map(|c| (c.id.as_str(), c)).collect();
+        let recs = sales_records(&g);
+        let mut orders: BTreeMap<String, Vec<&Vec<String>>> = BTreeMap::new();
+        for r in recs.iter().filter(|r| r.len() == SALES_FIELDS) {
+            orders.entry(r[F_ORDER].clone()).or_default().push(r);
+        }
+        assert!(orders.keys().all(|k| k.starts_with('O') && k.len() == 8));
+        let norm = |s: &str| s.trim().to_uppercase();
+        let (mut sizes, mut checked, mut after_move) = ([0usize; 6], 0, 0);
+        for lines in orders.values() {
+            let set = |k: usize| -> HashSet<String> {
+                lines
+                    .iter()
+                    .map(|r| norm(&r[k]))
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            };
+            let dates: HashSet<NaiveDate> = lines
+                .iter()
+                .filter_map(|r| parse_date(&r[F_DATE]))
+                .collect();
+            let (customer, employee) = (set(F_CUSTOMER), set(F_EMPLOYEE));
+            assert!(dates.len() <= 1 && customer.len() <= 1, "{lines:?}");
+            assert_eq!(employee.len(), 1, "{lines:?}");
+            // Each line its own sale id and product (duplicates are the same line twice).
+            let sale_ids = set(F_SALE);
+            let pairs: HashSet<(String, String)> = lines
+                .iter()
+                .map(|r| (norm(&r[F_SALE]), norm(&r[F_PRODUCT])))
+                .filter(|(s, p)| !s.is_empty() && !p.is_empty())
+                .collect();
+            let products: HashSet<&String> = pairs.iter().map(|p| &p.1).collect();
+            assert_eq!(products.len(), pairs.len(), "{lines:?}");
+            assert!(sale_ids.len() <= 5, "{lines:?}");
+            sizes[sale_ids.len()] += 1;
+            // The sales person works in the country the customer lived in that day.
+            let (Some(&d), Some(c)) = (
+                dates.iter().next(),
+                customer
+                    .iter()
+                    .next()
+                    .and_then(|c| customers.get(c.as_str())),
+            ) else {
+                continue;
+            };
+            let e = employee.iter().next().unwrap();
+            assert_eq!(employee_country[e.as_str()], c.country_on(d), "{lines:?}");
+            checked += 1;
+            if c.moved.is_some_and(|(from, _)| d >= from) {
+                after_move += 1;
+            }
+        }
+        let total: usize = sizes.iter().sum();
+        assert!(
+            (25_000 / 3..25_000 * 2 / 3).contains(&orders.len()),
+            "{}",
+            orders.len()
+        );
+        assert!(sizes[1] + sizes[2] > total * 7 / 10, "{sizes:?}");
+        assert!(sizes[3] + sizes[4] + sizes[5] > total / 10, "{sizes:?}");
+        assert!(sizes[5] > 0, "{sizes:?}");
+        assert!(checked > total * 9 / 10, "checked {checked} of {total}");
+        assert!(after_move > 0, "no order by a customer after a move");
+    }
+
+    #[test]
+    fn anomalous_days_stand_out_from_their_neighbours() {
+        let g = generate(&params(42), today());
+        let per_day = lines_per_day(&g);
+        let count = |d: NaiveDate| per_day.get(&d).map_or(0, |s| s.len()) as f64;
+        for &(before, factor, what) in ANOMALIES {
+            let d = today() - chrono::Duration::days(before);
+            let neighbours: f64 = (1..=3)
+                .flat_map(|k| [d - chrono::Duration::days(k), d + chrono::Duration::days(k)])
+                .map(count)
+                .sum::<f64>()
+                / 6.0;
+            let ratio = count(d) / neighbours;
+            if factor > 1.0 {
+                assert!(ratio > 2.5, "{what} on {d}: {ratio:.2}");
+            } else {
+                assert!(ratio < 0.4, "{what} on {d}: {ratio:.2}");
+            }
+        }
+        // A short history keeps only the anomalies inside it.
+        let mut p = params(42);
+        p.days = 30;
+        p.sales = 2000;
+        let days = 30;
+        let anomalous = history_window(today(), days)
+            .iter()
+            .filter(|&&d| anomaly_on(today(), d).is_some())
+            .count();
+        assert_eq!(anomalous, 1);
+        assert!(sales_records(&generate(&p, today())).len() >= 2000);
+    }
+
+    #[test]
+    fn yearly_pattern_december_peak_and_summer_dip() {
+        let g = generate(&params(42), today());
+        let per_day = lines_per_day(&g);
+        let per_month = |y: i32, m: u32| {
+            let days: Vec<usize> = per_day
+                .iter()
+                .filter(|(d, _)| d.year() == y && d.month() == m)
+                .map(|(_, s)| s.len())
+                .collect();
+            days.iter().sum::<usize>() as f64 / days.len() as f64
+        };
+        let (dec, jul, aug, apr) = (
+            per_month(2024, 12),
+            per_month(2024, 7),
+            per_month(2024, 8),
+            per_month(2025, 4),
+        );
+        assert!(dec > 1.5 * jul && dec > 1.5 * aug, "{dec} {jul} {aug}");
+        assert!(apr > aug, "{apr} {aug}");
+    }
+
+    #[test]
+    fn customers_move_country_in_a_later_row() {
+        let g = generate(&params(42), today());
+        let w = world_of(42);
+        let rows = customer_rows(&g);
+        let moved: Vec<&Customer> = w.customers.iter().filter(|c| c.moved.is_some()).collect();
+        assert_eq!(moved.len(), 1500 / MOVER_EVERY);
+        let mut ids: Vec<String> = moved.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        assert_eq!(movers(&g), ids);
+        for c in &moved {
+            let (day, to) = c.moved.unwrap();
+            assert_ne!(to, c.country);
+            assert!(day < today() && day >= today() - chrono::Duration::days(365));
+            let r = &rows[&c.id];
+            let (country, city) = r.last().unwrap();
+            assert_eq!(*country, COUNTRIES[to].name.to_lowercase());
+            assert!(COUNTRIES[to]
+                .cities
+                .iter()
+                .any(|x| x.to_lowercase() == *city));
+        }
+        // The moves are the last rows of the file, after every first row.
+        let f = g.files.iter().find(|f| f.name == "customers.csv").unwrap();
+        let tail = parse_csv(&f.bytes());
+        let tail: Vec<String> = tail[tail.len() - moved.len()..]
+            .iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let mut sorted = tail.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+    }
+
+    #[test]
+    fn live_pacing_gives_about_one_normal_day_per_day() {
+        let p = params(42);
+        let volume = Volume::new(&p, today());
+        let expected = volume.lines_on(today());
+        let mut rng = StdRng::seed_from_u64(5);
+        for interval in [3.0, 60.0, 900.0] {
+            let mut pacer = Pacer::new(&mut rng, volume.clone(), today(), 0, 0);
+            let (mut lines, mut night, mut evening, mut customers) = (0, 0, 0, 0);
+            let mut t = 0.0;
+            while t <= 86_400.0 {
+                let due = pacer.due(&mut rng, today(), t);
+                assert!(due.orders.iter().all(|n| (1..=5).contains(n)));
+                let n: usize = due.orders.iter().sum();
+                lines += n;
+                if t < 5.0 * 3600.0 {
+                    night += n;
+                } else if (18.0 * 3600.0..21.0 * 3600.0).contains(&t) {
+                    evening += n;
+                }
+                customers += due.customers;
+                t += interval;
+            }
+            assert!(
+                (lines as f64 - expected).abs() <= 5.0,
+                "every {interval} s: {lines} lines for {expected:.1}"
+            );
+            assert!(evening > 3 * night, "{evening} {night}");
+            assert!((customers as f64 - volume.customers_per_day).abs() <= 1.0);
+        }
+        // A normal day: about the volume of the same weekday in the weeks before, not ten
+        // times any day of the history.
+        let g = generate(&p, today());
+        let per_day = lines_per_day(&g);
+        let before: f64 = (1..=4)
+            .map(|k| per_day[&(today() - chrono::Duration::days(7 * k))].len() as f64)
+            .sum::<f64>()
+            / 4.0;
+        assert!(
+            (0.7..1.4).contains(&(expected / before)),
+            "{expected:.1} vs {before:.1}"
+        );
+        let busiest = per_day.values().map(|s| s.len()).max().unwrap() as f64;
+        assert!(expected < busiest, "{expected:.1} vs {busiest}");
+        // A restart at 14:00 goes on from what the first run wrote; the next day starts at zero.
+        let mut first = Pacer::new(&mut rng, volume.clone(), today(), 0, 0);
+        let so_far: usize = first
+            .due(&mut rng, today(), 14.0 * 3600.0)
+            .orders
+            .iter()
+            .sum();
+        let mut again = Pacer::new(&mut rng, volume.clone(), today(), so_far, 0);
+        assert!(again.due(&mut rng, today(), 14.0 * 3600.0).orders.len() <= 1);
+        let rest: usize = again.due(&mut rng, today(), 86_400.0).orders.iter().sum();
+        assert!(((so_far + rest) as f64 - expected).abs() <= 5.0);
+        let tomorrow = today() + chrono::Duration::days(1);
+        let morning: usize = again
+            .due(&mut rng, tomorrow, 9.0 * 3600.0)
+            .orders
+            .iter()
+            .sum();
+        let want = volume.lines_on(tomorrow) * share_of_day_by(9.0 * 3600.0);
+        assert!((morning as f64 - want).abs() <= 5.0, "{morning} {want:.1}");
+    }
+
+    #[test]
+    fn live_file_with_an_older_header_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount\nL-1-0,2025-06-01,C00001,P001,E001,1,1.00,1.00\n";
+        std::fs::write(dir.path().join("sales_live.csv"), old).unwrap();
+        let p = prepare_live_file(dir.path(), "sales_live.csv", SALES_HEADER).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{SALES_HEADER}\n")
+        );
+        let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().into_owned();
+                n.starts_with("sales_live_until_") && n.ends_with(".csv")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), old);
+        // What an earlier run wrote today counts once per sale id.
+        let t = today().format("%d/%m/%Y");
+        let recs = format!(
+            "L-2-0,LO-2-0,{t},C00001,P001,E001,1,1.00,1.00\nL-2-0,LO-2-0,{t},C00001,P001,E001,1,1.00,1.00\n\
+             l-2-1 ,LO-2-0,{t},C00001,P002,E001,1,1.00,1.00\nL-3-0,LO-3-0,2025-06-14,C00001,P001,E001,1,1.00,1.00\n"
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(recs.as_bytes())
+            .unwrap();
+        assert_eq!(written_on(&p, F_SALE, F_DATE, today()), 2);
+        assert_eq!(written_on(&dir.path().join("none.csv"), 0, 5, today()), 0);
     }
 }

@@ -6,8 +6,11 @@
 //! validation goes to `silver.quarantine` with every reason, leaving the current state as it
 //! was.
 
+pub mod filter;
+pub mod history;
 pub mod mirror;
 pub mod models;
+pub mod replay;
 
 use crate::config::SilverModelSettings;
 use crate::sql::{DbError, RawJson, Value};
@@ -158,6 +161,8 @@ pub struct Mapping {
     pub columns: Vec<String>,
     pub date_formats: Vec<String>,
     pub decimal_separator: char,
+    /// Row filters every kept row passes.
+    pub filters: Vec<filter::RowFilter>,
 }
 
 fn clean_text(s: &str, clean: Clean) -> String {
@@ -200,6 +205,11 @@ impl Mapping {
                 .collect(),
             date_formats: settings.date_formats.clone(),
             decimal_separator: settings.decimal_separator,
+            filters: settings
+                .filter
+                .iter()
+                .filter_map(|f| filter::RowFilter::parse(model, f).ok())
+                .collect(),
         })
     }
 
@@ -226,17 +236,39 @@ impl Mapping {
         None
     }
 
+    /// A number written with the configured decimal separator: grouping spaces, thin spaces
+    /// and apostrophes, the other separator as thousands grouping, currency signs and an
+    /// exponent (`1e3`) are accepted.
     fn parse_decimal(&self, s: &str) -> Option<Decimal> {
         let mut t: String = s
             .chars()
-            .filter(|c| !c.is_whitespace() && !matches!(c, '€' | '$' | '£' | '\''))
+            .filter(|c| !c.is_whitespace() && !matches!(c, '€' | '$' | '£' | '\'' | '’'))
             .collect();
         if self.decimal_separator == ',' {
             t = t.replace('.', "").replace(',', ".");
         } else {
             t = t.replace(',', "");
         }
-        Decimal::from_str(&t).ok()
+        Decimal::from_str(&t).ok().or_else(|| {
+            t.contains(['e', 'E'])
+                .then(|| Decimal::from_scientific(&t).ok())
+                .flatten()
+        })
+    }
+
+    /// A whole number: `17`, `17.00`, `1e3`, `1 234` are; `17.50` is not.
+    fn parse_whole(&self, s: &str) -> Result<i32, &'static str> {
+        if let Ok(n) = s.parse::<i32>() {
+            return Ok(n);
+        }
+        let d = self.parse_decimal(s).ok_or("is not a number")?;
+        if !d.fract().is_zero() {
+            return Err("is not a whole number");
+        }
+        use rust_decimal::prelude::ToPrimitive;
+        d.trunc()
+            .to_i32()
+            .ok_or("is out of range for a whole number")
     }
 
     /// Parses and validates an after image into the model's values, or every reason it
@@ -257,27 +289,13 @@ impl Mapping {
                 }
                 Some(s) => match field.ty {
                     FieldType::Text => Value::Text(clean_text(&s, field.clean)),
-                    FieldType::Int => {
-                        let n = s
-                            .parse::<i64>()
-                            .ok()
-                            .or_else(|| {
-                                self.parse_decimal(&s)
-                                    .filter(|d| d.fract().is_zero())
-                                    .and_then(|d| d.to_string().parse::<i64>().ok())
-                            })
-                            .and_then(|n| i32::try_from(n).ok());
-                        match n {
-                            Some(n) => Value::Int(n),
-                            None => {
-                                errors.push(format!(
-                                    "{} {s:?} is not a whole number (column {col:?})",
-                                    field.name
-                                ));
-                                Value::Null
-                            }
+                    FieldType::Int => match self.parse_whole(&s) {
+                        Ok(n) => Value::Int(n),
+                        Err(why) => {
+                            errors.push(format!("{} {s:?} {why} (column {col:?})", field.name));
+                            Value::Null
                         }
-                    }
+                    },
                     FieldType::Decimal => match self.parse_decimal(&s) {
                         Some(d)
                             if field.int_digits.is_some_and(|n| {
@@ -377,111 +395,231 @@ pub struct SilverStats {
     pub upserts: u64,
     pub deletes: u64,
     pub quarantined: u64,
+    /// Rows that failed a configured row filter (counted, not quarantined).
+    pub filtered: u64,
+    /// Schema events and snapshot markers of a database source: control, not rows.
+    pub control: u64,
+    /// Images older than the stored row (by event position): ignored.
+    pub stale: u64,
+}
+
+impl SilverStats {
+    pub fn add(&mut self, o: &SilverStats) {
+        self.upserts += o.upserts;
+        self.deletes += o.deletes;
+        self.quarantined += o.quarantined;
+        self.filtered += o.filtered;
+        self.control += o.control;
+        self.stale += o.stale;
+    }
+}
+
+/// What [`apply`] did: counts, and every key whose row was written or removed (for gold).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub stats: SilverStats,
+    pub touched: Vec<String>,
 }
 
 enum Final<'a> {
     Upsert(Vec<Value>, &'a SilverEvent<'a>),
-    Delete,
+    Delete(i64),
 }
 
-/// Applies a batch of events, in order, to one model inside the caller's transaction.
-pub async fn apply(
-    tx: &Transaction<'_>,
-    mapping: &Mapping,
-    events: &[SilverEvent<'_>],
-) -> Result<SilverStats, DbError> {
-    let model = mapping.model;
-    let mut finals: HashMap<String, Final> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    let mut rejected: Vec<(&SilverEvent, String, &str)> = Vec::new();
-    for ev in events {
-        let image_raw = if ev.op == Op::Delete {
-            ev.before
-        } else {
-            ev.after
-        };
+/// A database source's marker: rows whose source position comes before it are gone
+/// (a `TRUNCATE`, or the end of a new snapshot of the table).
+#[derive(Debug, serde::Deserialize)]
+struct Marker {
+    position: MarkerPos,
+    #[serde(default)]
+    truncated: bool,
+    #[serde(default)]
+    snapshot: Option<MarkerSnap>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MarkerPos {
+    file: String,
+    pos: i64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct MarkerSnap {
+    phase: String,
+}
+
+/// A run of the batch's events between two markers, reduced to the last change per key;
+/// `purge` (a marker's position) is applied before its writes.
+#[derive(Default)]
+struct Segment<'a> {
+    purge: Option<MarkerPos>,
+    finals: HashMap<String, Final<'a>>,
+    order: Vec<String>,
+}
+
+impl<'a> Segment<'a> {
+    fn set(&mut self, k: String, f: Final<'a>) {
+        if !self.finals.contains_key(&k) {
+            self.order.push(k.clone());
+        }
+        self.finals.insert(k, f);
+    }
+}
+
+/// The batch's events for one model.
+#[derive(Default)]
+struct Plan<'a> {
+    segments: Vec<Segment<'a>>,
+    rejected: Vec<(&'a SilverEvent<'a>, String, &'a str)>,
+    stats: SilverStats,
+}
+
+impl<'a> Plan<'a> {
+    fn current(&mut self) -> &mut Segment<'a> {
+        if self.segments.is_empty() {
+            self.segments.push(Segment::default());
+        }
+        self.segments.last_mut().expect("one segment at least")
+    }
+
+    /// A schema event or snapshot marker of a database source: a control event, not a
+    /// row. A `TRUNCATE` or the end of a new snapshot removes the rows seen before it.
+    fn control(&mut self, ev: &SilverEvent<'_>) {
+        self.stats.control += 1;
+        let marker = ev
+            .after
+            .and_then(|a| serde_json::from_str::<Marker>(a.get()).ok());
+        if let Some(m) = marker {
+            if m.truncated || m.snapshot.is_some_and(|s| s.phase == "end") {
+                self.segments.push(Segment {
+                    purge: Some(m.position),
+                    ..Segment::default()
+                });
+            }
+        }
+    }
+
+    fn event(&mut self, mapping: &Mapping, ev: &'a SilverEvent<'a>) {
+        let delete = ev.op == Op::Delete;
+        let image_raw = if delete { ev.before } else { ev.after };
+        let raw_text = image_raw.map(|r| r.get()).unwrap_or("null");
         let image: Option<serde_json::Map<String, serde_json::Value>> =
             image_raw.and_then(|r| serde_json::from_str(r.get()).ok());
         let Some(image) = image else {
-            rejected.push((
-                ev,
-                "the change event's row image is not a JSON object".into(),
-                image_raw.map(|r| r.get()).unwrap_or("null"),
-            ));
-            continue;
+            let why = "the change event's row image is not a JSON object";
+            self.rejected.push((ev, why.into(), raw_text));
+            return;
         };
-        let raw_text = image_raw.map(|r| r.get()).unwrap_or("null");
-        if ev.op == Op::Delete {
+        let key = mapping.model.key;
+        if delete {
             match mapping.key_of(&image) {
-                Some(k) => {
-                    if !finals.contains_key(&k) {
-                        order.push(k.clone());
-                    }
-                    finals.insert(k, Final::Delete);
+                Some(k) => self.current().set(k, Final::Delete(ev.event_id)),
+                None => {
+                    let why = format!("delete without a {key} in its before image");
+                    self.rejected.push((ev, why, raw_text));
                 }
-                None => rejected.push((
-                    ev,
-                    format!("delete without a {} in its before image", model.key),
-                    raw_text,
-                )),
             }
-            continue;
+            return;
         }
         match mapping.parse(&image) {
             Ok(values) => {
                 let Value::Text(k) = &values[0] else {
-                    rejected.push((ev, format!("missing {}", model.key), raw_text));
-                    continue;
+                    self.rejected.push((ev, format!("missing {key}"), raw_text));
+                    return;
                 };
                 let k = k.clone();
-                if !finals.contains_key(&k) {
-                    order.push(k.clone());
+                if mapping.filtered_by(&values).is_some() {
+                    self.stats.filtered += 1;
+                    self.current().set(k, Final::Delete(ev.event_id));
+                } else {
+                    self.current().set(k, Final::Upsert(values, ev));
                 }
-                finals.insert(k, Final::Upsert(values, ev));
             }
-            Err(reason) => rejected.push((ev, reason, raw_text)),
+            Err(reason) => self.rejected.push((ev, reason, raw_text)),
         }
     }
+}
 
-    let mut stats = SilverStats::default();
-    let mut deletes: Vec<String> = Vec::new();
-    let mut types: Vec<Type> = model.fields.iter().map(Field::pg_type).collect();
-    types.extend([Type::INT8, Type::JSONB]);
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {} ({}) FROM STDIN (FORMAT binary)",
-            model.stage(),
-            model.columns()
-        ))
-        .await
-        .map_err(DbError::query(format!("staging {}", model.table)))?;
-    let writer = BinaryCopyInWriter::new(sink, &types);
-    pin_mut!(writer);
-    for k in &order {
-        match &finals[k] {
-            Final::Delete => deletes.push(k.clone()),
-            Final::Upsert(values, ev) => {
-                let source = RawJson(ev.source.get());
-                let mut row: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                row.push(&ev.event_id);
-                row.push(&source);
-                writer
-                    .as_mut()
-                    .write(&row)
-                    .await
-                    .map_err(DbError::query(format!("staging {}", model.table)))?;
-                stats.upserts += 1;
-            }
+fn plan<'a>(mapping: &Mapping, events: &'a [SilverEvent<'a>]) -> Plan<'a> {
+    let mut p = Plan::default();
+    for ev in events {
+        if ev.op == Op::Schema {
+            p.control(ev);
+        } else {
+            p.event(mapping, ev);
         }
     }
-    writer
-        .finish()
+    p
+}
+
+/// Applies a batch of events, in order, to one model inside the caller's transaction.
+///
+/// Upserts and deletes are guarded by the event's position (its bronze event id, which
+/// grows in the order a key's events were published): an older image arriving late, or
+/// replayed from the quarantine, never overwrites a newer one.
+pub async fn apply(
+    tx: &Transaction<'_>,
+    mapping: &Mapping,
+    events: &[SilverEvent<'_>],
+) -> Result<Applied, DbError> {
+    let p = plan(mapping, events);
+    let mut out = Applied::default();
+    for seg in &p.segments {
+        if let Some(pos) = &seg.purge {
+            let gone = purge_before(tx, mapping.model, pos).await?;
+            out.stats.deletes += gone.len() as u64;
+            out.touched.extend(gone);
+        }
+        write_segment(tx, mapping.model, seg, &mut out).await?;
+    }
+    out.stats.add(&p.stats);
+    out.stats.quarantined += quarantine(tx, mapping.model, &p.rejected).await?;
+    if mapping.model.name == models::customers::MODEL.name && !out.touched.is_empty() {
+        history::track(tx, &out.touched).await?;
+    }
+    Ok(out)
+}
+
+/// Removes the rows a database source's marker says are gone; returns their keys.
+async fn purge_before(
+    tx: &Transaction<'_>,
+    model: &Model,
+    pos: &MarkerPos,
+) -> Result<Vec<String>, DbError> {
+    let rows = tx
+        .query(
+            &format!(
+                "DELETE FROM {t} WHERE (coalesce(_source->>'file', ''), coalesce((_source->>'pos')::bigint, 0)) < ($1::text, $2::bigint) RETURNING {k}",
+                t = model.table,
+                k = model.key
+            ),
+            &[&pos.file, &pos.pos],
+        )
         .await
-        .map_err(DbError::query(format!("staging {}", model.table)))?;
-    if stats.upserts > 0 {
+        .map_err(DbError::query(format!("removing rows gone from the source of {}", model.table)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn write_segment(
+    tx: &Transaction<'_>,
+    model: &Model,
+    p: &Segment<'_>,
+    out: &mut Applied,
+) -> Result<(), DbError> {
+    let mut del_keys: Vec<&str> = Vec::new();
+    let mut del_ids: Vec<i64> = Vec::new();
+    let mut upserts: Vec<(&Vec<Value>, &SilverEvent)> = Vec::new();
+    for k in &p.order {
+        match &p.finals[k] {
+            Final::Delete(id) => {
+                del_keys.push(k);
+                del_ids.push(*id);
+            }
+            Final::Upsert(values, ev) => upserts.push((values, ev)),
+        }
+    }
+    if !upserts.is_empty() {
+        stage(tx, model, &upserts).await?;
         let set: Vec<String> = model
             .fields
             .iter()
@@ -491,77 +629,137 @@ pub async fn apply(
             .map(|c| format!("{c} = EXCLUDED.{c}"))
             .collect();
         let sql = format!(
-            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ON CONFLICT ({k}) DO UPDATE SET {set}, _updated_at = now()",
+            "INSERT INTO {t} AS t ({cols}) SELECT {cols} FROM {s} ON CONFLICT ({k}) DO UPDATE SET {set}, _updated_at = now() \
+             WHERE t._bronze_event_id < EXCLUDED._bronze_event_id RETURNING {k}",
             t = model.table,
             cols = model.columns(),
             s = model.stage(),
             k = model.key,
             set = set.join(", ")
         );
-        tx.execute(&sql, &[])
+        let rows = tx
+            .query(&sql, &[])
             .await
             .map_err(DbError::query(format!("upserting into {}", model.table)))?;
+        out.stats.upserts += rows.len() as u64;
+        out.stats.stale += (upserts.len() - rows.len()) as u64;
+        out.touched
+            .extend(rows.iter().map(|r| r.get::<_, String>(0)));
     }
-    if !deletes.is_empty() {
-        stats.deletes = tx
-            .execute(
-                &format!("DELETE FROM {} WHERE {} = ANY($1)", model.table, model.key),
-                &[&deletes],
+    if !del_keys.is_empty() {
+        let rows = tx
+            .query(
+                &format!(
+                    "DELETE FROM {t} AS t USING unnest($1::text[], $2::bigint[]) AS d(k, id) \
+                     WHERE t.{k} = d.k AND t._bronze_event_id < d.id RETURNING t.{k}",
+                    t = model.table,
+                    k = model.key
+                ),
+                &[&del_keys, &del_ids],
             )
             .await
             .map_err(DbError::query(format!("deleting from {}", model.table)))?;
+        out.stats.deletes += rows.len() as u64;
+        out.touched
+            .extend(rows.iter().map(|r| r.get::<_, String>(0)));
     }
-    if !rejected.is_empty() {
-        let sink = tx
-            .copy_in("COPY stage_quarantine (model, bronze_event_id, topic, source_key, source, record, reason) FROM STDIN (FORMAT binary)")
-            .await
-            .map_err(DbError::query("staging quarantined rows"))?;
-        let writer = BinaryCopyInWriter::new(
-            sink,
-            &[
-                Type::TEXT,
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::JSONB,
-                Type::JSONB,
-                Type::TEXT,
-            ],
-        );
-        pin_mut!(writer);
-        for (ev, reason, record) in &rejected {
-            writer
-                .as_mut()
-                .write(&[
-                    &model.name,
-                    &ev.event_id,
-                    &ev.topic,
-                    &ev.source_key,
-                    &RawJson(ev.source.get()),
-                    &RawJson(record),
-                    reason,
-                ])
-                .await
-                .map_err(DbError::query("staging quarantined rows"))?;
-        }
+    Ok(())
+}
+
+/// Binary COPY of the upserted rows into the model's staging table (emptied first).
+async fn stage(
+    tx: &Transaction<'_>,
+    model: &Model,
+    upserts: &[(&Vec<Value>, &SilverEvent<'_>)],
+) -> Result<(), DbError> {
+    let ctx = || format!("staging {}", model.table);
+    tx.execute(&format!("DELETE FROM {}", model.stage()), &[])
+        .await
+        .map_err(DbError::query(ctx()))?;
+    let mut types: Vec<Type> = model.fields.iter().map(Field::pg_type).collect();
+    types.extend([Type::INT8, Type::JSONB]);
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            model.stage(),
+            model.columns()
+        ))
+        .await
+        .map_err(DbError::query(ctx()))?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for (values, ev) in upserts {
+        let source = RawJson(ev.source.get());
+        let mut row: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        row.push(&ev.event_id);
+        row.push(&source);
         writer
-            .finish()
+            .as_mut()
+            .write(&row)
             .await
-            .map_err(DbError::query("staging quarantined rows"))?;
-        stats.quarantined = tx
-            .execute(
-                "INSERT INTO silver.quarantine (model, bronze_event_id, topic, source_key, source, record, reason)
-                 SELECT model, bronze_event_id, topic, source_key, source, record, reason FROM stage_quarantine
-                 ON CONFLICT (model, source_key) DO NOTHING",
-                &[],
-            )
-            .await
-            .map_err(DbError::query("inserting into silver.quarantine"))?;
-        tx.execute("DELETE FROM stage_quarantine", &[])
-            .await
-            .map_err(DbError::query("clearing the quarantine stage"))?;
+            .map_err(DbError::query(ctx()))?;
     }
-    Ok(stats)
+    writer.finish().await.map_err(DbError::query(ctx()))?;
+    Ok(())
+}
+
+/// Rejected rows into `silver.quarantine` (once per model and source position).
+async fn quarantine(
+    tx: &Transaction<'_>,
+    model: &Model,
+    rejected: &[(&SilverEvent<'_>, String, &str)],
+) -> Result<u64, DbError> {
+    if rejected.is_empty() {
+        return Ok(0);
+    }
+    let ctx = "staging quarantined rows";
+    let sink = tx
+        .copy_in("COPY stage_quarantine (model, bronze_event_id, topic, source_key, source, record, reason) FROM STDIN (FORMAT binary)")
+        .await
+        .map_err(DbError::query(ctx))?;
+    let types = [
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+        Type::JSONB,
+        Type::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for (ev, reason, record) in rejected {
+        writer
+            .as_mut()
+            .write(&[
+                &model.name,
+                &ev.event_id,
+                &ev.topic,
+                &ev.source_key,
+                &RawJson(ev.source.get()),
+                &RawJson(record),
+                reason,
+            ])
+            .await
+            .map_err(DbError::query(ctx))?;
+    }
+    writer.finish().await.map_err(DbError::query(ctx))?;
+    let n = tx
+        .execute(
+            "INSERT INTO silver.quarantine (model, bronze_event_id, topic, source_key, source, record, reason)
+             SELECT model, bronze_event_id, topic, source_key, source, record, reason FROM stage_quarantine
+             ON CONFLICT (model, source_key) DO NOTHING",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("inserting into silver.quarantine"))?;
+    tx.execute("DELETE FROM stage_quarantine", &[])
+        .await
+        .map_err(DbError::query("clearing the quarantine stage"))?;
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -578,6 +776,7 @@ mod tests {
                 .collect(),
             date_formats: vec!["%Y-%m-%d".into(), "%d/%m/%Y".into()],
             decimal_separator: dec,
+            ..Default::default()
         };
         Mapping::new(name, &settings).unwrap()
     }

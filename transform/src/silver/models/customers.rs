@@ -11,6 +11,8 @@ pub const MODEL: Model = Model {
         Field::new("country", Text, Title),
         Field::new("city", Text, Title),
         Field::new("signup_date", Date, Collapse),
+        // Customer segment as the source names it (B2B, retail, ...), title-cased.
+        Field::new("segment", Text, Title),
     ],
     derive: None,
 };

@@ -55,6 +55,7 @@ mod tests {
                 .collect(),
             date_formats: vec!["%Y-%m-%d".into()],
             decimal_separator: '.',
+            ..Default::default()
         };
         Mapping::new("exchange_rates", &settings).unwrap()
     }
