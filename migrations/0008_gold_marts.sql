@@ -3,6 +3,12 @@
 -- re-resolves; the gold views of 0004/0006/0007 give way to the stored marts that
 -- transform declares in transform/src/gold/marts/ (created at start, one module each).
 
+DROP VIEW IF EXISTS gold.revenue_by_country_reporting, gold.fact_sales_reporting, gold.kpi_overview,
+    gold.daily_revenue, gold.revenue_by_country, gold.fact_sales, gold.dim_customer,
+    gold.dim_product, gold.dim_country, gold.web_usage_daily CASCADE;
+DROP FUNCTION IF EXISTS gold.shop_order_status(text);
+DROP TABLE IF EXISTS gold.dim_date, gold.country_currency, gold.reporting_currency CASCADE;
+
 ALTER TABLE silver.sales ADD COLUMN order_id text;
 UPDATE silver.sales SET order_id = sale_id WHERE order_id IS NULL;
 ALTER TABLE silver.sales ALTER COLUMN order_id SET NOT NULL;
@@ -49,11 +55,6 @@ INSERT INTO silver.customer_history
 SELECT customer_id, 1, full_name, email, country, city, segment, signup_date, _updated_at, NULL, true, _bronze_event_id
 FROM silver.customers;
 
-DROP VIEW IF EXISTS gold.revenue_by_country_reporting, gold.fact_sales_reporting, gold.kpi_overview,
-    gold.daily_revenue, gold.revenue_by_country, gold.fact_sales, gold.dim_customer,
-    gold.dim_product, gold.dim_country, gold.web_usage_daily CASCADE;
-DROP FUNCTION IF EXISTS gold.shop_order_status(text);
-DROP TABLE IF EXISTS gold.dim_date, gold.country_currency, gold.reporting_currency CASCADE;
 
 CREATE TABLE pipeline.job_runs (
     run_id bigserial PRIMARY KEY,

@@ -17,6 +17,7 @@ pub mod bronze;
 pub mod config;
 pub mod consumer;
 pub mod gold;
+pub mod jobs;
 pub mod migrate;
 pub mod ops;
 pub mod pipeline;

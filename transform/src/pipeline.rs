@@ -327,17 +327,19 @@ async fn store_offsets(
     Ok(())
 }
 
-/// Applies a batch record by record, each in its own transaction; a record that the
-/// warehouse refuses (SQLSTATE class 22/23) goes to `bronze.dead_letters` with the reason,
-/// and the batch carries on.
+/// Applies a batch the warehouse refused by halves, each in its own transaction, down to
+/// the single record it refuses (SQLSTATE class 22/23), which goes to
+/// `bronze.dead_letters` with the reason; the rest of the batch carries on, in order.
 pub async fn process_one_by_one(
     client: &mut Client,
     router: &Router,
     batch: &[OwnedMessage],
 ) -> Result<BatchStats, DbError> {
     let mut total = BatchStats::default();
-    for m in batch {
-        match process_batch(client, router, std::slice::from_ref(m)).await {
+    // Slices still to apply, the next one on top.
+    let mut todo: Vec<&[OwnedMessage]> = vec![batch];
+    while let Some(part) = todo.pop() {
+        match process_batch(client, router, part).await {
             Ok(s) => {
                 total.records += s.records;
                 total.bronze_inserted += s.bronze_inserted;
@@ -347,32 +349,48 @@ pub async fn process_one_by_one(
                 total.silver.add(&s.silver);
                 total.gold_orders += s.gold_orders;
             }
+            Err(e) if e.is_data_error() && part.len() > 1 => {
+                let (left, right) = part.split_at(part.len() / 2);
+                todo.push(right);
+                todo.push(left);
+            }
             Err(e) if e.is_data_error() => {
-                tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "record refused by the warehouse; dead-lettered");
-                let (source_key, origin) = kafka_origin(m);
-                let dead = DeadRow {
-                    topic: m.topic().into(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    source_key,
-                    connector: "transform".into(),
-                    origin,
-                    reason: format!("the warehouse refused the record: {e}"),
-                    raw: m.payload().unwrap_or_default().to_vec(),
-                };
-                let tx = client
-                    .transaction()
-                    .await
-                    .map_err(DbError::query("starting a dead-letter transaction"))?;
-                total.dead_letters += bronze::load_dead_letters(&tx, &[dead]).await?;
-                store_offsets(&tx, router, std::slice::from_ref(m)).await?;
-                tx.commit()
-                    .await
-                    .map_err(DbError::query("committing a dead letter"))?;
+                total.dead_letters += dead_letter_refused(client, router, &part[0], &e).await?;
                 total.records += 1;
             }
             Err(e) => return Err(e),
         }
     }
     Ok(total)
+}
+
+/// Dead-letters one record the warehouse refused, with its offset, in its own transaction.
+async fn dead_letter_refused(
+    client: &mut Client,
+    router: &Router,
+    m: &OwnedMessage,
+    e: &DbError,
+) -> Result<u64, DbError> {
+    tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "record refused by the warehouse; dead-lettered");
+    let (source_key, origin) = kafka_origin(m);
+    let dead = DeadRow {
+        topic: m.topic().into(),
+        partition: m.partition(),
+        offset: m.offset(),
+        source_key,
+        connector: "transform".into(),
+        origin,
+        reason: format!("the warehouse refused the record: {e}"),
+        raw: m.payload().unwrap_or_default().to_vec(),
+    };
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("starting a dead-letter transaction"))?;
+    let n = bronze::load_dead_letters(&tx, &[dead]).await?;
+    store_offsets(&tx, router, std::slice::from_ref(m)).await?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("committing a dead letter"))?;
+    Ok(n)
 }

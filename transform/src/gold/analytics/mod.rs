@@ -7,8 +7,12 @@
 //! * [`rfm`]: recency / frequency / monetary scores 1–5 (ties share a score) and named
 //!   segments from ordered, configurable rules.
 //! * [`cohort`]: monthly cohort retention with right-censored (NULL) future cells.
+//!
+//! [`jobs`] runs them against the warehouse: reads the stored marts, writes the analytics
+//! tables, one transaction per job.
 
 pub mod anomaly;
 pub mod cohort;
 pub mod forecast;
+pub mod jobs;
 pub mod rfm;

@@ -29,7 +29,6 @@ pub const CUSTOMER_LTV: Mart = Mart {
 };
 
 const SQL: &str = "
-CREATE TEMP TABLE IF NOT EXISTS gold_tc (customer_key text PRIMARY KEY) ON COMMIT DELETE ROWS;
 DELETE FROM gold_tc;
 INSERT INTO gold_tc SELECT DISTINCT customer_key FROM gold_d_orders;
 DELETE FROM gold.customer_ltv t USING gold_tc c WHERE t.customer_key = c.customer_key;

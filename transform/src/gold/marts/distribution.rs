@@ -52,8 +52,6 @@ pub const DISTRIBUTION: Mart = Mart {
 };
 
 const SQL: &str = "
-CREATE TEMP TABLE IF NOT EXISTS gold_dh (scope text, period_start date, country text,
-    measure text, amount numeric, n bigint) ON COMMIT DELETE ROWS;
 DELETE FROM gold_dh;
 INSERT INTO gold_dh
 SELECT 'month', date_trunc('month', sale_date)::date, '', 'line', amount, sum(sign) FROM gold_d_lines GROUP BY 2, 5
@@ -70,7 +68,6 @@ ON CONFLICT (scope, period_start, country, measure, amount) DO UPDATE SET n = h.
 DELETE FROM gold.amount_histogram h USING gold_dh d
 WHERE h.scope = d.scope AND h.period_start = d.period_start AND h.country = d.country
   AND h.measure = d.measure AND h.amount = d.amount AND h.n = 0;
-CREATE TEMP TABLE IF NOT EXISTS gold_dk (scope text, period_start date, country text, measure text) ON COMMIT DELETE ROWS;
 DELETE FROM gold_dk;
 INSERT INTO gold_dk SELECT DISTINCT scope, period_start, country, measure FROM gold_dh;
 DELETE FROM gold.distribution t USING gold_dk k
@@ -86,14 +83,13 @@ g AS (SELECT scope, period_start, country, measure, max(cnt) AS n, sum(amount * 
              sum(amount * amount * n) AS sum_squares, min(amount) AS min, max(amount) AS max
       FROM h GROUP BY 1, 2, 3, 4),
 q(q) AS (VALUES (0.25), (0.5), (0.75)),
-pos AS (SELECT g.*, q.q, q.q * (g.n - 1) AS at FROM g CROSS JOIN q),
-v AS (SELECT pos.scope, pos.period_start, pos.country, pos.measure, pos.q,
-             lo.amount AS lo, hi.amount AS hi, pos.at - floor(pos.at) AS frac
-      FROM pos
-      JOIN h lo ON (lo.scope, lo.period_start, lo.country, lo.measure) = (pos.scope, pos.period_start, pos.country, pos.measure)
-             AND lo.below <= floor(pos.at) AND floor(pos.at) < lo.below + lo.n
-      JOIN h hi ON (hi.scope, hi.period_start, hi.country, hi.measure) = (pos.scope, pos.period_start, pos.country, pos.measure)
-             AND hi.below <= ceil(pos.at) AND ceil(pos.at) < hi.below + hi.n),
+v AS (SELECT h.scope, h.period_start, h.country, h.measure, q.q,
+             q.q * (h.cnt - 1) - floor(q.q * (h.cnt - 1)) AS frac,
+             max(h.amount) FILTER (WHERE h.below <= floor(q.q * (h.cnt - 1))
+                                     AND floor(q.q * (h.cnt - 1)) < h.below + h.n) AS lo,
+             max(h.amount) FILTER (WHERE h.below <= ceil(q.q * (h.cnt - 1))
+                                     AND ceil(q.q * (h.cnt - 1)) < h.below + h.n) AS hi
+      FROM h CROSS JOIN q GROUP BY 1, 2, 3, 4, 5, 6),
 p AS (SELECT scope, period_start, country, measure,
              max(lo + frac * (hi - lo)) FILTER (WHERE q = 0.25) AS p25,
              max(lo + frac * (hi - lo)) FILTER (WHERE q = 0.5) AS median,

@@ -72,6 +72,14 @@ CREATE TEMP TABLE IF NOT EXISTS gold_d_lines (sign integer NOT NULL, sale_id tex
 CREATE TEMP TABLE IF NOT EXISTS gold_d_orders (sign integer NOT NULL, order_id text, order_date date,
     customer_key text, country text, employee_key text, lines bigint, units numeric, amount numeric)
     ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gold_px (grain text, p date, grp text, revenue numeric,
+             lines bigint, units numeric, orders bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gold_pm (month date, product_key text, revenue numeric,
+    units numeric, lines bigint, orders bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gold_tc (customer_key text PRIMARY KEY) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gold_dh (scope text, period_start date, country text,
+    measure text, amount numeric, n bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gold_dk (scope text, period_start date, country text, measure text) ON COMMIT DELETE ROWS;
 ";
 
 const LINE_COLS: &str =

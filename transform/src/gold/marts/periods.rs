@@ -152,12 +152,6 @@ const SPECS: &[Spec] = &[
 
 /// Applies the batch's deltas to every period mart.
 pub async fn refresh(tx: &Transaction<'_>) -> Result<(), DbError> {
-    tx.batch_execute(
-        "CREATE TEMP TABLE IF NOT EXISTS gold_px (grain text, p date, grp text, revenue numeric,
-             lines bigint, units numeric, orders bigint) ON COMMIT DELETE ROWS",
-    )
-    .await
-    .map_err(DbError::query("creating the period delta table"))?;
     for s in SPECS {
         refresh_one(tx, s)
             .await

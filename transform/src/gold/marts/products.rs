@@ -32,8 +32,6 @@ pub const PRODUCT_MONTH: Mart = Mart {
 };
 
 const SQL: &str = "
-CREATE TEMP TABLE IF NOT EXISTS gold_pm (month date, product_key text, revenue numeric,
-    units numeric, lines bigint, orders bigint) ON COMMIT DELETE ROWS;
 DELETE FROM gold_pm;
 INSERT INTO gold_pm
 SELECT date_trunc('month', sale_date)::date, product_key, sum(sign * amount), sum(sign * quantity),
