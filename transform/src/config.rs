@@ -42,6 +42,10 @@ pub struct TransformSettings {
     /// Silver models by name (customers, products, countries, employees, sales).
     #[serde(default)]
     pub silver: BTreeMap<String, SilverModelSettings>,
+    /// Scheduled analytics jobs (`[transform.analytics.jobs.<name>]`) and the RFM segment
+    /// rules (`[[transform.analytics.rfm_segments]]`).
+    #[serde(default)]
+    pub analytics: crate::jobs::JobsSettings,
 }
 
 /// How one source entity maps onto a silver model.
@@ -148,6 +152,7 @@ impl Settings {
                 ));
             }
         }
+        self.transform.analytics.validate()?;
         if self.mode == Mode::Production {
             let cfg: tokio_postgres::Config = self
                 .warehouse

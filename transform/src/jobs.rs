@@ -11,7 +11,7 @@
 //! attempt's query is cancelled on the server. Metrics: `transform_job_runs_total{job,status}`
 //! (status ok, failed, timeout or skipped) and `transform_job_seconds{job}`.
 //!
-//! Configuration (`[transform.jobs.<name>]`, e.g. `every_s = 300`, `timeout_s = 600`,
+//! Configuration (`[transform.analytics.jobs.<name>]`, e.g. `every_s = 300`, `timeout_s = 600`,
 //! `retries = 3`, `enabled = true`); jobs not configured run with their defaults (see
 //! [`JOBS`]).
 
@@ -50,7 +50,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Advisory-lock key of the first job of [`JOBS`]; the others follow ("etl_job" + index).
 const LOCK_BASE: i64 = 0x6574_6c5f_6a6f_6200;
 
-/// Schedule and limits of one job (`[transform.jobs.<name>]`).
+/// Schedule and limits of one job (`[transform.analytics.jobs.<name>]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSettings {
@@ -172,7 +172,7 @@ impl JobsSettings {
             .collect();
         if !unknown.is_empty() {
             return Err(format!(
-                "unknown job{} {} in [transform.jobs]; the known jobs are: {}",
+                "unknown job{} {} in [transform.analytics.jobs]; the known jobs are: {}",
                 if unknown.len() > 1 { "s" } else { "" },
                 unknown
                     .iter()
@@ -185,12 +185,12 @@ impl JobsSettings {
         for (name, s) in &self.jobs {
             if s.every_s == 0 {
                 return Err(format!(
-                    "[transform.jobs.{name}] every_s must be at least 1"
+                    "[transform.analytics.jobs.{name}] every_s must be at least 1"
                 ));
             }
             if s.timeout_s == 0 {
                 return Err(format!(
-                    "[transform.jobs.{name}] timeout_s must be at least 1"
+                    "[transform.analytics.jobs.{name}] timeout_s must be at least 1"
                 ));
             }
         }
@@ -280,6 +280,8 @@ struct Runner {
     scheduled: bool,
     /// This runner's last successful run.
     last_ok: Option<i64>,
+    /// Whether the current connection holds the job's lock (a new connection does not).
+    locked: bool,
 }
 
 impl Runner {
@@ -295,6 +297,7 @@ impl Runner {
             pid: i32::try_from(std::process::id()).unwrap_or(0),
             scheduled: false,
             last_ok: None,
+            locked: false,
         }
     }
 
@@ -302,13 +305,18 @@ impl Runner {
     async fn connection(&mut self) -> Result<&mut Client, DbError> {
         let client = match self.client.take() {
             Some(c) if !c.is_closed() => c,
-            _ => sql::connect(&self.url).await?,
+            _ => {
+                // The session's lock, if any, went with the old connection.
+                self.locked = false;
+                sql::connect(&self.url).await?
+            }
         };
         Ok(self.client.insert(client))
     }
 
-    fn connection_lost(&self) -> bool {
-        self.client.as_ref().is_none_or(Client::is_closed)
+    /// Whether the job's lock is still held (the connection that took it is alive).
+    fn holds_lock(&self) -> bool {
+        self.locked && self.client.as_ref().is_some_and(|c| !c.is_closed())
     }
 
     async fn try_lock(&mut self) -> Result<bool, DbError> {
@@ -318,11 +326,17 @@ impl Runner {
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .await
             .map_err(DbError::query("taking the job lock"))?;
-        row.try_get(0)
-            .map_err(DbError::query("taking the job lock"))
+        let got: bool = row
+            .try_get(0)
+            .map_err(DbError::query("taking the job lock"))?;
+        self.locked = got;
+        Ok(got)
     }
 
     async fn unlock(&mut self) {
+        if !std::mem::take(&mut self.locked) {
+            return;
+        }
         let Some(client) = self.client.as_ref().filter(|c| !c.is_closed()) else {
             return;
         };
@@ -415,7 +429,7 @@ impl Runner {
             );
             tokio::time::sleep(delay).await;
             // A lost connection took the session's lock with it: take it again or stop.
-            if self.connection_lost() && !matches!(self.try_lock().await, Ok(true)) {
+            if !self.holds_lock() && !matches!(self.try_lock().await, Ok(true)) {
                 warn!(
                     job = self.job,
                     "lost the connection and the job lock; occurrence abandoned"

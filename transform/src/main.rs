@@ -48,6 +48,12 @@ enum Command {
         #[arg(long, default_value = "all")]
         mart: String,
     },
+    /// Run one scheduled job now (rfm, cohorts, forecast, anomalies, live_anomalies,
+    /// verify), recorded in pipeline.job_runs like a scheduled run.
+    Job {
+        /// Job name.
+        name: String,
+    },
     /// Re-validate a model's quarantined rows with the current configuration; rows that
     /// pass move to silver and gold exactly once, the others keep their (new) reason.
     Replay {
@@ -84,6 +90,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => Ok(()),
         Command::Run => run(settings, client).await,
         Command::Verify => verify(&mut client).await,
+        Command::Job { name } => {
+            let t0 = Instant::now();
+            let rows = transform::jobs::run_once(
+                &name,
+                &settings.transform.analytics,
+                &settings.warehouse.url,
+            )
+            .await?;
+            println!(
+                "job {name}: {rows} rows in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Rebuild { mart } => {
             let t0 = Instant::now();
             let (marts, lines) = gold::rebuild::rebuild(&mut client, &mart).await?;
@@ -206,6 +226,10 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         Duration::from_millis(settings.transform.batch_max_ms),
         stop.clone(),
     )?;
+    let jobs = transform::jobs::spawn(
+        settings.transform.analytics.clone(),
+        settings.warehouse.url.clone(),
+    );
     info!(group = %settings.transform.group_id, run_id, "transform running");
     let mut totals = BatchStats::default();
     let mut last_beat = Instant::now();
@@ -284,6 +308,7 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         }
     }
     info!("stopping");
+    jobs.abort();
     stop.store(true, Ordering::Relaxed);
     drop(rx);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
