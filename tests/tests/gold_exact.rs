@@ -50,14 +50,24 @@ async fn setup(my: &MysqlScratch) -> Result<()> {
     for i in 0..40 {
         c.exec_drop(
             "INSERT INTO customers VALUES (?, ?, ?, ?)",
-            (format!("C{i}"), format!("Name {i}"), COUNTRIES[i % 4], "Town"),
+            (
+                format!("C{i}"),
+                format!("Name {i}"),
+                COUNTRIES[i % 4],
+                "Town",
+            ),
         )
         .await?;
     }
     for i in 0..12 {
         c.exec_drop(
             "INSERT INTO products VALUES (?, ?, ?, ?)",
-            (format!("P{i}"), format!("Product {i}"), ["Tools", "Toys"][i % 2], "9.99"),
+            (
+                format!("P{i}"),
+                format!("Product {i}"),
+                ["Tools", "Toys"][i % 2],
+                "9.99",
+            ),
         )
         .await?;
     }
@@ -66,13 +76,23 @@ async fn setup(my: &MysqlScratch) -> Result<()> {
 
 /// One random change; `next` numbers new sales and orders.
 async fn random_change(c: &mut mysql_async::Conn, rng: &mut StdRng, next: &mut u32) -> Result<()> {
-    let ids: Vec<String> = c.query("SELECT sale_id FROM sales ORDER BY RAND() LIMIT 1").await?;
+    let ids: Vec<String> = c
+        .query("SELECT sale_id FROM sales ORDER BY RAND() LIMIT 1")
+        .await?;
     let roll = rng.random_range(0..100);
-    let date = format!("2024-{:02}-{:02}", rng.random_range(1..=12), rng.random_range(1..=28));
+    let date = format!(
+        "2024-{:02}-{:02}",
+        rng.random_range(1..=12),
+        rng.random_range(1..=28)
+    );
     // Customers C40.. are never created: their sales point to the UNKNOWN member.
     let customer = format!("C{}", rng.random_range(0..44));
     let product = format!("P{}", rng.random_range(0..13));
-    let amount = format!("{}.{:02}", rng.random_range(1..500), rng.random_range(0..100));
+    let amount = format!(
+        "{}.{:02}",
+        rng.random_range(1..500),
+        rng.random_range(0..100)
+    );
     match (roll, ids.first()) {
         (0..=54, _) | (_, None) => {
             // A new order of 1-3 lines.
@@ -81,13 +101,28 @@ async fn random_change(c: &mut mysql_async::Conn, rng: &mut StdRng, next: &mut u
                 *next += 1;
                 c.exec_drop(
                     "INSERT INTO sales VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (format!("S{next}"), &order, &date, &customer, &product, format!("E{}", *next % 3), "1.500", &amount),
+                    (
+                        format!("S{next}"),
+                        &order,
+                        &date,
+                        &customer,
+                        &product,
+                        format!("E{}", *next % 3),
+                        "1.500",
+                        &amount,
+                    ),
                 )
                 .await?;
             }
         }
         (55..=79, Some(id)) => {
-            let col = ["sale_date", "customer_id", "product_id", "order_id", "amount"][rng.random_range(0..5)];
+            let col = [
+                "sale_date",
+                "customer_id",
+                "product_id",
+                "order_id",
+                "amount",
+            ][rng.random_range(0..5)];
             let value = match col {
                 "sale_date" => date,
                 "customer_id" => customer,
@@ -95,17 +130,24 @@ async fn random_change(c: &mut mysql_async::Conn, rng: &mut StdRng, next: &mut u
                 "order_id" => format!("O{}", rng.random_range(0..=*next)),
                 _ => amount,
             };
-            c.exec_drop(format!("UPDATE sales SET {col} = ? WHERE sale_id = ?"), (value, id))
-                .await?;
+            c.exec_drop(
+                format!("UPDATE sales SET {col} = ? WHERE sale_id = ?"),
+                (value, id),
+            )
+            .await?;
         }
         (80..=91, Some(id)) => {
-            c.exec_drop("DELETE FROM sales WHERE sale_id = ?", (id,)).await?;
+            c.exec_drop("DELETE FROM sales WHERE sale_id = ?", (id,))
+                .await?;
         }
         _ => {
             let who = format!("C{}", rng.random_range(0..40));
             let country = COUNTRIES[rng.random_range(0..4)];
-            c.exec_drop("UPDATE customers SET country = ? WHERE customer_id = ?", (country, who))
-                .await?;
+            c.exec_drop(
+                "UPDATE customers SET country = ? WHERE customer_id = ?",
+                (country, who),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -117,7 +159,9 @@ async fn caught_up(s: &Scratch, my: &MysqlScratch) -> Result<()> {
         .query_first("SELECT count(*), CAST(coalesce(sum(amount), 0) AS CHAR) FROM sales")
         .await?
         .context("counting MariaDB's sales")?;
-    let moved: Vec<(String, String)> = c.query("SELECT customer_id, country FROM customers ORDER BY 1").await?;
+    let moved: Vec<(String, String)> = c
+        .query("SELECT customer_id, country FROM customers ORDER BY 1")
+        .await?;
     let db = s.db().await?;
     wait_for(Duration::from_secs(120), "silver and gold to catch up with MariaDB", || async {
         let row = db
@@ -191,16 +235,28 @@ async fn gold_marts_stay_exact_under_random_changes_and_kill_9() -> Result<()> {
         println!("round {round}:\n{report}");
         let db = s.db().await?;
         let unknown = count(&db, "SELECT count(*) FROM gold.fact_sales WHERE customer_key = 'UNKNOWN' OR product_key = 'UNKNOWN'").await?;
-        let orders = count(&db, "SELECT coalesce(sum(orders), 0)::bigint FROM gold.sales_by_period WHERE grain = 'all'").await?;
+        let orders = count(
+            &db,
+            "SELECT coalesce(sum(orders), 0)::bigint FROM gold.sales_by_period WHERE grain = 'all'",
+        )
+        .await?;
         let distinct: i64 = c
             .query_first::<i64, _>("SELECT count(DISTINCT order_id) FROM sales")
             .await?
             .unwrap_or_default();
-        assert_eq!(orders, distinct, "orders in gold vs distinct orders in MariaDB");
-        assert!(unknown > 0, "the dataset has sales with unknown customers or products");
+        assert_eq!(
+            orders, distinct,
+            "orders in gold vs distinct orders in MariaDB"
+        );
+        assert!(
+            unknown > 0,
+            "the dataset has sales with unknown customers or products"
+        );
     }
     drop(transform);
     drop(ingest);
+    // The pool's disconnect waits for every connection to come back.
+    drop(c);
     my.cleanup().await;
     s.cleanup().await;
     Ok(())

@@ -826,6 +826,42 @@ mod tests {
     }
 
     #[test]
+    fn numbers_as_spreadsheets_write_them() {
+        let m = mapping("sales", &[], ',');
+        let sale = |q: &str, p: &str| {
+            m.parse(&obj(
+                serde_json::json!({"sale_id":"s1","sale_date":"2024-01-02",
+                "customer_id":"c","product_id":"p","quantity":q,"unit_price":p}),
+            ))
+        };
+        let v = sale("17,00", "1 234,50").unwrap();
+        assert_eq!(v[5], Value::Decimal(Decimal::from_str("17.00").unwrap()));
+        assert_eq!(v[6], Value::Decimal(Decimal::from_str("1234.50").unwrap()));
+        assert_eq!(v[7], Value::Decimal(Decimal::from_str("20986.50").unwrap()));
+        assert_eq!(
+            v[8],
+            Value::Text("S1".into()),
+            "a line without order is its own order"
+        );
+        // Fractional quantities (kilograms), rounded to the cent half away from zero.
+        let v = sale("0,125", "2,00").unwrap();
+        assert_eq!(v[7], Value::Decimal(Decimal::from_str("0.25").unwrap()));
+        let v = sale("1e3", "0,01").unwrap();
+        assert_eq!(v[7], Value::Decimal(Decimal::from_str("10.00").unwrap()));
+
+        let dot = mapping("sales", &[], '.');
+        assert_eq!(dot.parse_whole("17.00"), Ok(17));
+        assert_eq!(dot.parse_whole("1,234"), Ok(1234));
+        assert_eq!(dot.parse_whole("1e3"), Ok(1000));
+        assert_eq!(dot.parse_whole("17.50"), Err("is not a whole number"));
+        assert_eq!(dot.parse_whole("abc"), Err("is not a number"));
+        assert_eq!(
+            dot.parse_whole("1e12"),
+            Err("is out of range for a whole number")
+        );
+    }
+
+    #[test]
     fn text_cleaning() {
         assert_eq!(
             clean_text("  united   STATES ", Clean::Title),
