@@ -60,9 +60,12 @@ fi
 
 echo "scratch database $db"
 psql "$admin" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db" || fail "cannot create $db via $admin"
-for m in "$repo"/migrations/*.sql; do
-  psql_db -f "$m" >/dev/null || fail "migration $m failed"
-done
+# The warehouse schema as transform creates it (migrations, then the gold marts it declares);
+# gold is computed from silver by `transform rebuild` below, as the stream would.
+transform="${ETL_BIN_DIR:-$target/release}/transform"
+[ -x "$transform" ] || fail "transform binary not found at $transform (./dev build)"
+ETL_WAREHOUSE__URL="$db_url" "$transform" --config "$repo/config/etl.toml" migrate >/dev/null 2>&1 \
+  || fail "transform migrate failed on $db"
 
 port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 url="http://127.0.0.1:$port"
@@ -95,12 +98,14 @@ INSERT INTO silver.customers (customer_id, full_name, country, _bronze_event_id,
   ('C1', 'Ada Lovelace', 'France', 1, '{}'),
   ('C2', 'Alan Turing', 'Germany', 2, '{}'),
   ('C3', 'Grace Hopper', 'Spain', 3, '{}');
-INSERT INTO silver.sales (sale_id, sale_date, customer_id, product_id, quantity, unit_price, amount, _bronze_event_id, _source) VALUES
-  ('S1', current_date - 20, 'C1', 'P1', 1, 100.00, 100.00, 10, '{}'),
-  ('S2', current_date - 12, 'C2', 'P1', 2, 125.25, 250.50, 11, '{}'),
-  ('S3', current_date - 5,  'C3', 'P2', 4, 250.00, 1000.00, 12, '{}'),
-  ('S4', current_date - 1,  'C1', 'P3', 1, 49.50, 49.50, 13, '{}');
+INSERT INTO silver.sales (sale_id, order_id, sale_date, customer_id, product_id, quantity, unit_price, amount, _bronze_event_id, _source) VALUES
+  ('S1', 'S1', current_date - 20, 'C1', 'P1', 1, 100.00, 100.00, 10, '{}'),
+  ('S2', 'S2', current_date - 12, 'C2', 'P1', 2, 125.25, 250.50, 11, '{}'),
+  ('S3', 'S3', current_date - 5,  'C3', 'P2', 4, 250.00, 1000.00, 12, '{}'),
+  ('S4', 'S4', current_date - 1,  'C1', 'P3', 1, 49.50, 49.50, 13, '{}');
 SQL
+rebuild_gold="ETL_WAREHOUSE__URL='$db_url' '$transform' --config '$repo/config/etl.toml' rebuild >/dev/null"
+sh -c "$rebuild_gold" || fail "transform rebuild failed"
 
 # The page must show 1,400.00, then 2,634.56 once S5 arrives, without a reload.
 code="$(curl -sS -o /dev/null -w '%{http_code}' "$url/metrics")"
@@ -109,7 +114,8 @@ code="$(curl -sS -o /dev/null -w '%{http_code}' "$url/metrics")"
 DASHBOARD_URL="$url/" \
 TEST_DB_URL="$db_url" \
 EXPECT_REVENUE="1,400.00" \
-NEW_SALES_SQL="INSERT INTO silver.sales (sale_id, sale_date, customer_id, product_id, quantity, unit_price, amount, _bronze_event_id, _source) VALUES ('S5', current_date, 'C2', 'P2', 1, 1234.56, 1234.56, 14, '{}')" \
+NEW_SALES_SQL="INSERT INTO silver.sales (sale_id, order_id, sale_date, customer_id, product_id, quantity, unit_price, amount, _bronze_event_id, _source) VALUES ('S5', 'S5', current_date, 'C2', 'P2', 1, 1234.56, 1234.56, 14, '{}')" \
+NEW_SALES_CMD="$rebuild_gold" \
 EXPECT_REVENUE_AFTER="2,634.56" \
 SCREENSHOT_DIR="$work" \
   node "$here/tests/browser.mjs" || fail "browser checks failed"

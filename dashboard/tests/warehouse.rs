@@ -23,6 +23,30 @@ fn db_url(admin: &str, name: &str) -> String {
     }
 }
 
+/// Runs the transform binary (`ETL_BIN_DIR`, or the target dir's release folder) on the
+/// scratch warehouse: `migrate` creates the schema and the gold marts, `rebuild` computes gold.
+fn transform(url: &str, command: &str) {
+    let dir = std::env::var("ETL_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+                .join("release")
+        });
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/etl.toml");
+    let out = std::process::Command::new(dir.join("transform"))
+        .args(["--config", &config.display().to_string(), command])
+        .env("ETL_WAREHOUSE__URL", url)
+        .output()
+        .expect("running the transform binary (./dev build)");
+    assert!(
+        out.status.success(),
+        "transform {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn exec(url: &str, sql: &str) {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
     tokio::spawn(conn);
@@ -56,12 +80,7 @@ async fn waiting_then_ready() {
         let w = dashboard::ssr::overview::load(&pool).await.unwrap();
         assert!(matches!(&w, Warehouse::Waiting(r) if r.contains("gold layer does not exist")), "{w:?}");
 
-        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-        let mut files: Vec<_> = std::fs::read_dir(&migrations).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "sql")) {
-            exec(&url, &std::fs::read_to_string(f).unwrap()).await;
-        }
+        transform(&url, "migrate");
         let w = dashboard::ssr::overview::load(&pool).await.unwrap();
         assert!(matches!(&w, Warehouse::Waiting(r) if r.contains("no sales")), "{w:?}");
 
@@ -69,13 +88,15 @@ async fn waiting_then_ready() {
             &url,
             "INSERT INTO silver.customers (customer_id, country, _bronze_event_id, _source) VALUES
                ('C1', 'France', 1, '{}'), ('C2', 'Germany', 2, '{}');
-             INSERT INTO silver.sales (sale_id, sale_date, customer_id, product_id, quantity, amount, _bronze_event_id, _source) VALUES
-               ('S1', '2024-01-01', 'C1', 'P', 1, 1000.10, 3, '{}'),
-               ('S2', '2024-01-03', 'C2', 'P', 1, 20.00, 4, '{}'),
-               ('S3', '2024-01-03', 'C9', 'P', 1, 0.05, 5, '{}'),
-               ('S0', '2022-06-01', 'C1', 'P', 1, 7.00, 6, '{}');",
+             INSERT INTO silver.sales (sale_id, order_id, sale_date, customer_id, product_id, quantity, amount, _bronze_event_id, _source) VALUES
+               ('S1', 'S1', '2024-01-01', 'C1', 'P', 1, 1000.10, 3, '{}'),
+               ('S2', 'S2', '2024-01-03', 'C2', 'P', 1, 20.00, 4, '{}'),
+               ('S3', 'S3', '2024-01-03', 'C9', 'P', 1, 0.05, 5, '{}'),
+               ('S0', 'S0', '2022-06-01', 'C1', 'P', 1, 7.00, 6, '{}');",
         )
         .await;
+        // Gold is kept by transform; rebuild it from silver as the stream would.
+        transform(&url, "rebuild");
         let Warehouse::Ready(data) = dashboard::ssr::overview::load(&pool).await.unwrap() else {
             panic!("expected data");
         };
