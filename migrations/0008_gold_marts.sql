@@ -71,7 +71,7 @@ CREATE TABLE pipeline.job_runs (
 CREATE INDEX job_runs_job_started ON pipeline.job_runs (job, started_at DESC);
 COMMENT ON TABLE pipeline.job_runs IS 'Every run of a scheduled transform job (analytics refreshes, verify): when, how it ended, rows written, the error.';
 COMMENT ON COLUMN pipeline.job_runs.run_id IS 'Surrogate key.';
-COMMENT ON COLUMN pipeline.job_runs.job IS 'Job name as in [transform.jobs].';
+COMMENT ON COLUMN pipeline.job_runs.job IS 'Job name as in [transform.analytics.jobs].';
 COMMENT ON COLUMN pipeline.job_runs.started_at IS 'Start of the run.';
 COMMENT ON COLUMN pipeline.job_runs.finished_at IS 'End of the run; null while running (or if the process died).';
 COMMENT ON COLUMN pipeline.job_runs.status IS 'running, ok, failed or timeout.';

@@ -7,7 +7,8 @@
 //!   turns a re-published event into a no-op.
 //! * [`silver`]: typed, cleaned, deduplicated current state, one declared model per entity;
 //!   rejected rows go to `silver.quarantine`.
-//! * gold: the star schema and KPI views over silver, declared in `migrations/0004_gold.sql`.
+//! * [`gold`]: the star schema, datamarts and KPIs as stored tables kept exact in each batch's
+//!   transaction; [`jobs`]: the scheduled analytics.
 //!
 //! One consumed batch is one PostgreSQL transaction: bronze rows, silver changes and the
 //! consumer offsets commit together, so a crash at any point replays exactly what was not

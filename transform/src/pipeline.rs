@@ -219,6 +219,7 @@ pub async fn process_batch(
             control: s.control as i64,
             stale: s.stale as i64,
             duplicates: received - events.len() as i64,
+            reasons: applied.reasons,
             ..Default::default()
         });
         metrics::counter!("transform_silver_upserts_total", "model" => mapping.model.name)

@@ -419,6 +419,25 @@ impl SilverStats {
 pub struct Applied {
     pub stats: SilverStats,
     pub touched: Vec<String>,
+    /// Quarantined rows by failure, values left out (`sale_date "…" matches none of …`).
+    pub reasons: std::collections::BTreeMap<String, i64>,
+}
+
+/// A failure without the offending value, so that failures can be counted by kind.
+pub fn reason_class(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut quoted = false;
+    for c in reason.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 enum Final<'a> {
@@ -574,6 +593,11 @@ pub async fn apply(
     }
     out.stats.add(&p.stats);
     out.stats.quarantined += quarantine(tx, mapping.model, &p.rejected).await?;
+    for (_, reason, _) in &p.rejected {
+        for part in reason.split("; ") {
+            *out.reasons.entry(reason_class(part)).or_default() += 1;
+        }
+    }
     if mapping.model.name == models::customers::MODEL.name && !out.touched.is_empty() {
         history::track(tx, &out.touched).await?;
     }
@@ -858,6 +882,16 @@ mod tests {
         assert_eq!(
             dot.parse_whole("1e12"),
             Err("is out of range for a whole number")
+        );
+    }
+
+    #[test]
+    fn reasons_are_counted_without_their_values() {
+        assert_eq!(
+            reason_class(
+                r#"sale_date "31/31/2024" matches none of the date formats ["%Y-%m-%d"] (column "sale_date")"#
+            ),
+            r#"sale_date "…" matches none of the date formats ["…"] (column "…")"#
         );
     }
 

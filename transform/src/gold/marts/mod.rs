@@ -34,6 +34,7 @@ pub const ALL: &[&Mart] = &[
     &distribution::DISTRIBUTION,
     &web_usage::WEB_USAGE_DAILY,
     &quality::DATA_QUALITY_DAILY,
+    &quality::QUARANTINE_REASONS_DAILY,
     &freshness::FRESHNESS,
     &freshness::VERSION,
     &analytics::CUSTOMER_RFM,

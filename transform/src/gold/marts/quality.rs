@@ -7,6 +7,21 @@ use crate::gold::{col, Mart};
 use crate::sql::DbError;
 use tokio_postgres::Transaction;
 
+pub const QUARANTINE_REASONS_DAILY: Mart = Mart {
+    name: "quarantine_reasons_daily",
+    table: "gold.quarantine_reasons_daily",
+    comment: "Quarantined rows per processing day, model and kind of failure (the failure's text with the offending values left out). A row failing two checks counts under both.",
+    columns: &[
+        col("day", "date", "Day the batches were committed (UTC)."),
+        col("model", "text", "Silver model."),
+        col("reason", "text", "Kind of failure, e.g. sale_date \"…\" matches none of the date formats."),
+        col("rows", "bigint", "Rows quarantined for it."),
+    ],
+    key: &["day", "model", "reason"],
+    indexes: &[],
+    module: "transform/src/gold/marts/quality.rs",
+};
+
 pub const DATA_QUALITY_DAILY: Mart = Mart {
     name: "data_quality_daily",
     table: "gold.data_quality_daily",
@@ -42,6 +57,8 @@ pub struct QualityRow {
     pub dead_lettered: i64,
     pub duplicates: i64,
     pub unknown_refs: i64,
+    /// Quarantined rows by kind of failure.
+    pub reasons: std::collections::BTreeMap<String, i64>,
 }
 
 /// Adds the batch's counts to today's row of each model.
@@ -58,6 +75,15 @@ pub async fn record(tx: &Transaction<'_>, rows: &[QualityRow]) -> Result<(), DbE
         )
         .await
         .map_err(DbError::query("recording the batch's data quality"))?;
+        for (reason, n) in &r.reasons {
+            tx.execute(
+                "INSERT INTO gold.quarantine_reasons_daily AS q VALUES ((now() AT TIME ZONE 'UTC')::date, $1, $2, $3)
+                 ON CONFLICT (day, model, reason) DO UPDATE SET rows = q.rows + EXCLUDED.rows",
+                &[&r.model, reason, n],
+            )
+            .await
+            .map_err(DbError::query("recording the batch's quarantine reasons"))?;
+        }
     }
     Ok(())
 }
