@@ -74,6 +74,7 @@ def main():
          .config("spark.driver.memory", args.driver_memory)
          .config("spark.sql.shuffle.partitions", args.shuffle_partitions)
          .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.session.timeZone", "UTC"))
     if args.local_dir:
         b = b.config("spark.local.dir", args.local_dir)
@@ -112,7 +113,9 @@ def main():
     fact_orders.createOrReplaceTempView("fact_orders")
 
     grains = ["day", "week", "month", "quarter", "year", "all"]
-    sbp = sql(period_mart(grains, None)).persist()
+    # Small (a few thousand rows): one partition, so that the growth self-joins do not
+    # schedule a task per partition of each of the 6 unioned grains.
+    sbp = sql(period_mart(grains, None)).coalesce(1).persist()
     sbp.createOrReplaceTempView("sbp")
     growth = " UNION ALL ".join(f"""
         SELECT b.grain, b.period_start, pr.revenue AS prev_revenue,

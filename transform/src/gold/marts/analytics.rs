@@ -103,7 +103,7 @@ pub const ANOMALIES_DAILY: Mart = Mart {
 pub const ANOMALIES_LIVE: Mart = Mart {
     name: "anomalies_live",
     table: "gold.anomalies_live",
-    comment: "Live anomalies while the stream runs: sales per minute (metric sales) and web sessions per minute (metric web_sessions), scored against the same minute-of-day window of the previous days and the last hour.",
+    comment: "Live anomalies while the stream runs: sales per minute (metric sales) and web sessions per minute (metric web_sessions), each minute scored against the 60 minutes before it (modified z-score, |score| > 3.5), refreshed every minute by the live_anomalies job.",
     columns: &[
         col("minute", "timestamp with time zone", "The minute."),
         col("metric", "text", "sales or web_sessions."),

@@ -25,7 +25,7 @@ pub const QUARANTINE_REASONS_DAILY: Mart = Mart {
 pub const DATA_QUALITY_DAILY: Mart = Mart {
     name: "data_quality_daily",
     table: "gold.data_quality_daily",
-    comment: "Data quality per processing day and model (bronze: every topic; dlq: dead letters): counts added by each committed batch.",
+    comment: "Data quality per processing day and model (the silver models; dlq: dead letters): counts added by each committed batch.",
     columns: &[
         col("day", "date", "Day the batches were committed (UTC)."),
         col("model", "text", "Silver model, or bronze / dlq / mirror."),
