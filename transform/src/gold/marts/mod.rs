@@ -51,7 +51,7 @@ CREATE SCHEMA IF NOT EXISTS gold;
 CREATE OR REPLACE FUNCTION gold.period_start(grain text, d date) RETURNS date
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE grain WHEN 'day' THEN d WHEN 'all' THEN date '0001-01-01'
-                      ELSE date_trunc(grain, d)::date END
+                      ELSE date_trunc(grain, d::timestamp)::date END
 $$;
 COMMENT ON FUNCTION gold.period_start(text, date) IS 'First day of the period of the given grain (day, week = ISO week from Monday, month, quarter, year; all = 0001-01-01) that contains the date.';
 CREATE OR REPLACE FUNCTION gold.period_shift(grain text, p date, n integer) RETURNS date
