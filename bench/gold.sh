@@ -67,7 +67,8 @@ cleanup() {
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         say "kept: database $DB, topics $ID.*, folder $WORK"
     else
-        dropdb --if-exists -h 127.0.0.1 -U postgres "$DB" 2>/dev/null || true
+        dropdb --if-exists -h 127.0.0.1 -U postgres "$DB" 2>/dev/null \
+            || say "warning: could not drop database $DB (other sessions connected to it?); drop it by hand"
         dropdb --if-exists -h 127.0.0.1 -U postgres "$COPYDB" 2>/dev/null || true
         "$BIN/bench-util" delete-topics --brokers "$BROKERS" "$ID." >/dev/null 2>&1 || true
         rm -rf "$WORK"
@@ -148,13 +149,18 @@ fi
 export NO_COLOR=1 RUST_LOG="${BENCH_RUST_LOG:-info,rdkafka=warn,transform=debug}"
 
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# Which build is measured: ingest and transform are copied first, so that a build finishing
+# in the shared release folder during the run does not change them half-way.
+mkdir -p "$WORK/bin"
+cp "$BIN/ingest" "$BIN/transform" "$WORK/bin/"
+TRANSFORM_BUILD="$(date -u -r "$BIN/transform" +%FT%TZ) sha256:$(sha256sum "$WORK/bin/transform" | cut -c1-12)"
 cat >"$OUT/params.json" <<EOF
 {"id": "$ID", "rows": $ROWS, "shuffled": ${BENCH_GOLD_SHUFFLE:-0}, "jobs": ${BENCH_GOLD_JOBS:-0},
  "started": "$(date -u +%FT%TZ)", "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "host": "$(hostname)", "cpus": $(nproc), "loadavg_at_start": "$LOAD_AT_START",
- "brokers": "$BROKERS", "database": "$DB"}
+ "brokers": "$BROKERS", "database": "$DB", "transform_binary": "$TRANSFORM_BUILD"}
 EOF
-say "run $ID: $ROWS sales lines; results in $OUT (load average at start: $LOAD_AT_START)"
+say "run $ID: $ROWS sales lines; results in $OUT (load average at start: $LOAD_AT_START; transform built $TRANSFORM_BUILD)"
 
 # ---------------------------------------------------------------- data
 say "generating the CSV files (DuckDB)"
@@ -194,12 +200,12 @@ if [ "$EXPLAIN_MS" != 0 ] && [ -r "$PG_LOG" ]; then
 else
     EXPLAIN_MS=0
 fi
-"$BIN/transform" --config "$CONFIG" migrate >"$WORK/migrate.log" 2>&1 \
+"$WORK/bin/transform" --config "$CONFIG" migrate >"$WORK/migrate.log" 2>&1 \
     || { tail -n 30 "$WORK/migrate.log" >&2; die "transform migrate failed"; }
-"$BIN/transform" --config "$CONFIG" run >"$WORK/transform.log" 2>&1 &
+"$WORK/bin/transform" --config "$CONFIG" run >"$WORK/transform.log" 2>&1 &
 TRANSFORM_PID=$!
 PIDS+=("$TRANSFORM_PID")
-"$BIN/ingest" --config "$CONFIG" run >"$WORK/ingest.log" 2>&1 &
+"$WORK/bin/ingest" --config "$CONFIG" run >"$WORK/ingest.log" 2>&1 &
 INGEST_PID=$!
 PIDS+=("$INGEST_PID")
 wait_log "$TRANSFORM_PID" "$WORK/transform.log" "transform running" transform
@@ -224,7 +230,7 @@ TABLE_STATS="SELECT schemaname || '.' || relname, seq_scan, seq_tup_read, coales
 psql_db -F $'\t' -c "$TABLE_STATS" >"$WORK/tables_before.tsv"
 psql "$PG/postgres" -qAtX -F $'\t' >"$WORK/activity.tsv" 2>"$WORK/activity.err" <<<"SELECT extract(epoch FROM clock_timestamp())::numeric(16,3), pid,
     coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, '-'),
-    extract(epoch FROM clock_timestamp() - query_start)::numeric(12,3),
+    extract(epoch FROM clock_timestamp() - query_start)::numeric(12,3), coalesce(application_name, ''),
     regexp_replace(left(query, 400), '\\s+', ' ', 'g')
   FROM pg_stat_activity WHERE datname = '$DB' AND state = 'active' AND pid <> pg_backend_pid() \\watch 0.25" &
 SAMPLER_PID=$!
@@ -258,6 +264,7 @@ while :; do
     if [ "$lines" != "$stall_lines" ]; then stall_lines=$lines; stall_since=$now; fi
     if [ $(((now - stall_since) / 1000000)) -ge 600 ]; then
         psql_db -c "SELECT 'quarantined ' || count(*) FROM silver.quarantine" -c "SELECT 'silver.sales ' || count(*) FROM silver.sales" >&2 || true
+        psql_db -c "SELECT 'session ' || pid || ' ' || coalesce(application_name, '') || ' ' || state || ' ' || coalesce(wait_event_type, '-') || ' blocked by ' || pg_blocking_pids(pid)::text || ': ' || left(regexp_replace(query, '\s+', ' ', 'g'), 120) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" >&2 || true
         tail -n 20 "$WORK/transform.log" >&2
         die "gold lines stuck at $lines for 600 s (expected $ROWS)"
     fi
@@ -332,7 +339,7 @@ say "3. transform verify over the warehouse"
 psql_db -c "CHECKPOINT"
 t0=$(now_us)
 verify_rc=0
-"$BIN/transform" --config "$CONFIG" verify >"$OUT/verify.txt" 2>&1 || verify_rc=$?
+"$WORK/bin/transform" --config "$CONFIG" verify >"$OUT/verify.txt" 2>&1 || verify_rc=$?
 t1=$(now_us)
 VERIFY_S=$(secs "$t0" "$t1")
 cat "$OUT/verify.txt" >&2
@@ -360,7 +367,7 @@ fi
 # ---------------------------------------------------------------- report
 PG_LOG_SLICE="$WORK/pg_log.txt"
 export PG_LOG_SLICE EXPLAIN_MS OUT ROWS COPY_S BACKFILL_S INGEST_S SPARK_S SPARK_COMPUTE_S VERIFY_S DUCK_S verify_rc \
-    TRANSFORM_HWM_KIB INGEST_HWM_KIB LOAD_AT_START LOAD_AFTER DB
+    TRANSFORM_HWM_KIB INGEST_HWM_KIB LOAD_AT_START LOAD_AFTER DB TRANSFORM_BUILD
 python3 - <<'PY'
 import collections, json, os, re, statistics
 
@@ -407,11 +414,12 @@ for name, r in (("duckdb", duck), ("pyspark", spark)):
 ok = all(c[1] for c in checks)
 lines.append("gold cross-check (sales_by_period grain all: revenue, lines, orders, customers): warehouse "
              + str(want) + "; " + "; ".join(f"{n} {'same' if k else 'DIFFERENT ' + str(g)}" for n, k, g in checks))
-lines.append(f"machine: {os.cpu_count()} cores shared with other work; load average at start {E['LOAD_AT_START']}, after the backfill {E['LOAD_AFTER']}")
+lines.append(f"machine: {os.cpu_count()} cores shared with other work; load average at start {E['LOAD_AT_START']}, after the backfill {E['LOAD_AFTER']}; transform built {E['TRANSFORM_BUILD']}")
 
 # ---- profile
 prof = []
 samples = collections.Counter(); longest = {}; waits = collections.Counter(); nsamples = 0; ticks = set()
+own_pids = set(); foreign = collections.Counter(); lock_samples = 0
 def label(q):
     rules = [("COPY stage_bronze", "bronze: COPY stage_bronze"),
              ("INSERT INTO gold_touched_orders", "gold facts: find touched orders"),
@@ -434,9 +442,18 @@ def label(q):
 try:
     for line in open(os.path.join(out, "activity.tsv")):
         p = line.rstrip("\n").split("\t")
-        if len(p) < 5:
+        if len(p) < 6:
             continue
-        ts, pid, wait, dur, q = p[:5]
+        ts, pid, wait, dur, app, q = p[:6]
+        if app == "psql":
+            # Not the pipeline: another session's psql in the scratch database (this
+            # script's own polls are excluded by the same rule).
+            if not q.startswith("SELECT coalesce(sum(lines), 0)"):
+                foreign[(pid, label(q))] += 1
+            continue
+        own_pids.add(pid)
+        if wait.startswith("Lock:"):
+            lock_samples += 1
         ticks.add(ts[:-1]); nsamples += 1
         lb = label(q); samples[lb] += 1; waits[(lb, wait)] += 1
         longest[lb] = max(longest.get(lb, 0.0), float(dur or 0))
@@ -448,6 +465,13 @@ if nsamples:
     for lb, n in samples.most_common(12):
         top_wait = max(((w, c) for (l, w), c in waits.items() if l == lb), key=lambda x: x[1])[0]
         prof.append(f"  {100 * n / nsamples:5.1f} %  longest {longest[lb]:7.2f} s  wait {top_wait:<24} {lb}")
+    if lock_samples:
+        prof.append(f"  the pipeline's statements waited on a lock in {lock_samples} samples (~{lock_samples * 0.25:.0f} s)")
+if foreign:
+    prof.append("profile: WARNING other sessions ran statements in the scratch database during the backfill"
+                " (samples of 0.25 s by backend pid; they compete with and may block the pipeline):")
+    for (pid, lb), n in foreign.most_common(5):
+        prof.append(f"  pid {pid}: {n} samples (~{n * 0.25:.0f} s) {lb}")
 def stats(name):
     d = {}
     try:
@@ -482,7 +506,8 @@ if E.get("EXPLAIN_MS", "0") != "0" and os.path.exists(ae):
         if stamp.match(line):
             cur = None
             m = head.match(line)
-            if m and m.group(1) == E["DB"]:
+            pid = re.search(r"\[(\d+)\]", line)
+            if m and m.group(1) == E["DB"] and (not own_pids or (pid and pid.group(1) in own_pids)):
                 keep.write(line)
                 d = dur.search(m.group(3))
                 if d:
