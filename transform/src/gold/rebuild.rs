@@ -21,6 +21,7 @@ fn family(name: &str) -> Option<&'static [&'static Mart]> {
         &products::PRODUCT_MONTH,
         &customers::CUSTOMER_LTV,
         &distribution::AMOUNT_HISTOGRAM,
+        &distribution::AMOUNT_BUCKETS,
         &distribution::DISTRIBUTION,
         &dims::DIM_CUSTOMER,
         &dims::DIM_PRODUCT,
@@ -36,14 +37,18 @@ fn family(name: &str) -> Option<&'static [&'static Mart]> {
     ];
     const PRODUCTS: &[&Mart] = &[&products::PRODUCT_MONTH];
     const LTV: &[&Mart] = &[&customers::CUSTOMER_LTV];
-    const DIST: &[&Mart] = &[&distribution::AMOUNT_HISTOGRAM, &distribution::DISTRIBUTION];
+    const DIST: &[&Mart] = &[
+        &distribution::AMOUNT_HISTOGRAM,
+        &distribution::AMOUNT_BUCKETS,
+        &distribution::DISTRIBUTION,
+    ];
     const WEB: &[&Mart] = &[&web_usage::WEB_USAGE_DAILY];
     Some(match name {
         "all" | "fact_sales" | "fact_orders" => FACTS,
         "sales_by_period" | "country_sales" | "employee_sales" | "customer_activity" => PERIODS,
         "product_month" => PRODUCTS,
         "customer_ltv" => LTV,
-        "amount_histogram" | "distribution" => DIST,
+        "amount_histogram" | "amount_buckets" | "distribution" => DIST,
         "web_usage_daily" => WEB,
         "dim_customer" | "dim_product" | "dim_country" | "dim_employee" => FACTS,
         _ => return None,
@@ -51,7 +56,7 @@ fn family(name: &str) -> Option<&'static [&'static Mart]> {
 }
 
 /// Names accepted by `--mart`.
-pub const REBUILDABLE: &str = "all, fact_sales, fact_orders, sales_by_period, country_sales, employee_sales, customer_activity, product_month, customer_ltv, amount_histogram, distribution, web_usage_daily, dim_customer, dim_product, dim_country, dim_employee";
+pub const REBUILDABLE: &str = "all, fact_sales, fact_orders, sales_by_period, country_sales, employee_sales, customer_activity, product_month, customer_ltv, amount_histogram, amount_buckets, distribution, web_usage_daily, dim_customer, dim_product, dim_country, dim_employee";
 
 /// Serialises rebuilds with the batches (taken by every batch that changes gold).
 pub const GOLD_LOCK: i64 = 0x6574_6c5f_676f_6c62; // "etl_golb"

@@ -1,8 +1,10 @@
 //! Distribution statistics per month and per country (`gold.distribution`): count, mean,
 //! median, p25, p75, sample standard deviation, min and max of line amounts and of basket
 //! values, exact. Count, sum and sum of squares follow the deltas; the order statistics
-//! come from `gold.amount_histogram` (each distinct amount with its multiplicity), read for
-//! the touched groups only. Percentiles are continuous (linear interpolation between the
+//! come from `gold.amount_histogram` (each distinct amount with its multiplicity) and
+//! `gold.amount_buckets` (the same, summed by bucket), read for the touched groups only:
+//! min and max by index, a percentile by a running count over the buckets, then over the
+//! one bucket that holds its rank. Percentiles are continuous (linear interpolation between the
 //! two nearest ranks, as PostgreSQL's `percentile_cont` and DuckDB's `quantile_cont`).
 
 use crate::gold::{col, Mart};
@@ -22,6 +24,23 @@ pub const AMOUNT_HISTOGRAM: Mart = Mart {
         col("n", "bigint", "How many lines or orders have it."),
     ],
     key: &["scope", "period_start", "country", "measure", "amount"],
+    indexes: &[],
+    module: "transform/src/gold/marts/distribution.rs",
+};
+
+pub const AMOUNT_BUCKETS: Mart = Mart {
+    name: "amount_buckets",
+    table: "gold.amount_buckets",
+    comment: "Helper of gold.distribution: gold.amount_histogram summed by bucket (gold.amount_bucket: whole units below 1000, three significant digits above), so that a percentile of a large group reads a few thousand rows, not every distinct amount.",
+    columns: &[
+        col("scope", "text", "month or country."),
+        col("period_start", "date", "Month (scope month) or 0001-01-01 (scope country)."),
+        col("country", "text", "Country (scope country) or empty (scope month)."),
+        col("measure", "text", "line or basket."),
+        col("bucket", "numeric", "gold.amount_bucket of the amounts it counts."),
+        col("n", "bigint", "How many lines or orders have an amount in the bucket."),
+    ],
+    key: &["scope", "period_start", "country", "measure", "bucket"],
     indexes: &[],
     module: "transform/src/gold/marts/distribution.rs",
 };
@@ -51,7 +70,8 @@ pub const DISTRIBUTION: Mart = Mart {
     module: "transform/src/gold/marts/distribution.rs",
 };
 
-const SQL: &str = "
+/// Deltas per distinct amount, the histogram and its buckets, then the additive sums.
+const APPLY: &str = "
 DELETE FROM gold_dh;
 INSERT INTO gold_dh
 SELECT 'month', date_trunc('month', sale_date)::date, '', 'line', amount, sum(sign) FROM gold_d_lines GROUP BY 2, 5
@@ -68,44 +88,85 @@ ON CONFLICT (scope, period_start, country, measure, amount) DO UPDATE SET n = h.
 DELETE FROM gold.amount_histogram h USING gold_dh d
 WHERE h.scope = d.scope AND h.period_start = d.period_start AND h.country = d.country
   AND h.measure = d.measure AND h.amount = d.amount AND h.n = 0;
+INSERT INTO gold.amount_buckets AS b (scope, period_start, country, measure, bucket, n)
+SELECT scope, period_start, country, measure, gold.amount_bucket(amount), sum(n) FROM gold_dh
+GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (scope, period_start, country, measure, bucket) DO UPDATE SET n = b.n + EXCLUDED.n;
+DELETE FROM gold.amount_buckets b
+USING (SELECT DISTINCT scope, period_start, country, measure, gold.amount_bucket(amount) AS bucket FROM gold_dh) d
+WHERE b.scope = d.scope AND b.period_start = d.period_start AND b.country = d.country
+  AND b.measure = d.measure AND b.bucket = d.bucket AND b.n = 0;
+INSERT INTO gold.distribution AS t (scope, period_start, country, measure, n, total, sum_squares)
+SELECT scope, period_start, country, measure, sum(n), sum(amount * n), sum(amount * amount * n)
+FROM gold_dh GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+ON CONFLICT (scope, period_start, country, measure) DO UPDATE SET n = t.n + EXCLUDED.n,
+    total = t.total + EXCLUDED.total, sum_squares = t.sum_squares + EXCLUDED.sum_squares;
 DELETE FROM gold_dk;
 INSERT INTO gold_dk SELECT DISTINCT scope, period_start, country, measure FROM gold_dh;
 DELETE FROM gold.distribution t USING gold_dk k
-WHERE t.scope = k.scope AND t.period_start = k.period_start AND t.country = k.country AND t.measure = k.measure;
-INSERT INTO gold.distribution
-WITH h AS (
-    SELECT h.scope, h.period_start, h.country, h.measure, h.amount, h.n,
-           sum(h.n) OVER w - h.n AS below,
-           sum(h.n) OVER (PARTITION BY h.scope, h.period_start, h.country, h.measure) AS cnt
-    FROM gold.amount_histogram h JOIN gold_dk k USING (scope, period_start, country, measure)
-    WINDOW w AS (PARTITION BY h.scope, h.period_start, h.country, h.measure ORDER BY h.amount)),
-g AS (SELECT scope, period_start, country, measure, max(cnt) AS n, sum(amount * n) AS total,
-             sum(amount * amount * n) AS sum_squares, min(amount) AS min, max(amount) AS max
-      FROM h GROUP BY 1, 2, 3, 4),
-q(q) AS (VALUES (0.25), (0.5), (0.75)),
-v AS (SELECT h.scope, h.period_start, h.country, h.measure, q.q,
-             q.q * (h.cnt - 1) - floor(q.q * (h.cnt - 1)) AS frac,
-             max(h.amount) FILTER (WHERE h.below <= floor(q.q * (h.cnt - 1))
-                                     AND floor(q.q * (h.cnt - 1)) < h.below + h.n) AS lo,
-             max(h.amount) FILTER (WHERE h.below <= ceil(q.q * (h.cnt - 1))
-                                     AND ceil(q.q * (h.cnt - 1)) < h.below + h.n) AS hi
-      FROM h CROSS JOIN q GROUP BY 1, 2, 3, 4, 5, 6),
-p AS (SELECT scope, period_start, country, measure,
+WHERE t.scope = k.scope AND t.period_start = k.period_start AND t.country = k.country
+  AND t.measure = k.measure AND t.n = 0;
+";
+
+/// The order statistics of the touched groups. Min and max are index lookups; a
+/// percentile's two nearest ranks are found first among the group's buckets (a running
+/// count over at most a few thousand rows), then inside the one bucket that holds each.
+const STATS: &str = "
+WITH k AS (SELECT t.scope, t.period_start, t.country, t.measure, t.n
+           FROM gold.distribution t JOIN gold_dk USING (scope, period_start, country, measure)),
+r AS (SELECT k.scope, k.period_start, k.country, k.measure, q.q, x.which, x.rnk,
+             q.q * (k.n - 1) - floor(q.q * (k.n - 1)) AS frac
+      FROM k CROSS JOIN (VALUES (0.25), (0.5), (0.75)) AS q(q)
+      CROSS JOIN LATERAL (VALUES ('lo', floor(q.q * (k.n - 1))), ('hi', ceil(q.q * (k.n - 1)))) AS x(which, rnk)),
+bk AS (SELECT b.scope, b.period_start, b.country, b.measure, b.bucket, b.n,
+              sum(b.n) OVER (PARTITION BY b.scope, b.period_start, b.country, b.measure ORDER BY b.bucket) - b.n AS below
+       FROM gold.amount_buckets b JOIN gold_dk USING (scope, period_start, country, measure)),
+rb AS (SELECT r.*, bk.bucket, bk.below FROM r JOIN bk USING (scope, period_start, country, measure)
+       WHERE bk.below <= r.rnk AND r.rnk < bk.below + bk.n),
+rv AS (SELECT rb.scope, rb.period_start, rb.country, rb.measure, rb.q, rb.which, rb.frac,
+              (SELECT c.amount FROM (
+                   SELECT h.amount, sum(h.n) OVER (ORDER BY h.amount) AS cum
+                   FROM gold.amount_histogram h
+                   WHERE h.scope = rb.scope AND h.period_start = rb.period_start AND h.country = rb.country
+                     AND h.measure = rb.measure
+                     AND h.amount BETWEEN rb.bucket - gold.amount_bucket_width(rb.bucket)
+                                      AND rb.bucket + gold.amount_bucket_width(rb.bucket)
+                     AND gold.amount_bucket(h.amount) = rb.bucket) c
+               WHERE rb.below + c.cum > rb.rnk ORDER BY c.amount LIMIT 1) AS v
+       FROM rb),
+p AS (SELECT scope, period_start, country, measure, q,
+             max(v) FILTER (WHERE which = 'lo') AS lo, max(v) FILTER (WHERE which = 'hi') AS hi, max(frac) AS frac
+      FROM rv GROUP BY 1, 2, 3, 4, 5),
+s AS (SELECT scope, period_start, country, measure,
              max(lo + frac * (hi - lo)) FILTER (WHERE q = 0.25) AS p25,
              max(lo + frac * (hi - lo)) FILTER (WHERE q = 0.5) AS median,
              max(lo + frac * (hi - lo)) FILTER (WHERE q = 0.75) AS p75
-      FROM v GROUP BY 1, 2, 3, 4)
-SELECT g.scope, g.period_start, g.country, g.measure, g.n, g.total, g.sum_squares,
-       round(g.total / g.n, 6),
-       CASE WHEN g.n > 1 THEN round(sqrt(greatest((g.sum_squares - g.total * g.total / g.n) / (g.n - 1), 0)), 6) END,
-       g.min, p.p25, p.median, p.p75, g.max
-FROM g JOIN p USING (scope, period_start, country, measure)
-ORDER BY 1, 2, 3, 4;
+      FROM p GROUP BY 1, 2, 3, 4)
+UPDATE gold.distribution t SET
+    mean = round(t.total / t.n, 6),
+    stddev = CASE WHEN t.n > 1 THEN round(sqrt(greatest((t.sum_squares - t.total * t.total / t.n) / (t.n - 1), 0)), 6) END,
+    min = (SELECT min(h.amount) FROM gold.amount_histogram h WHERE h.scope = t.scope
+             AND h.period_start = t.period_start AND h.country = t.country AND h.measure = t.measure),
+    max = (SELECT max(h.amount) FROM gold.amount_histogram h WHERE h.scope = t.scope
+             AND h.period_start = t.period_start AND h.country = t.country AND h.measure = t.measure),
+    p25 = s.p25, median = s.median, p75 = s.p75
+FROM s
+WHERE t.scope = s.scope AND t.period_start = s.period_start AND t.country = s.country AND t.measure = s.measure;
+";
+
+/// Fills a newly created `gold.amount_buckets` from the histogram.
+pub const SEED_BUCKETS: &str = "
+INSERT INTO gold.amount_buckets (scope, period_start, country, measure, bucket, n)
+SELECT scope, period_start, country, measure, gold.amount_bucket(amount), sum(n)
+FROM gold.amount_histogram GROUP BY 1, 2, 3, 4, 5;
 ";
 
 /// Applies the batch's deltas and recomputes the touched groups' statistics.
 pub async fn refresh(tx: &Transaction<'_>) -> Result<(), DbError> {
-    tx.batch_execute(SQL)
+    tx.batch_execute(APPLY).await.map_err(DbError::query(
+        "maintaining gold.amount_histogram and its buckets",
+    ))?;
+    tx.batch_execute(STATS)
         .await
         .map_err(DbError::query("maintaining gold.distribution"))
 }

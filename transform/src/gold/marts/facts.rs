@@ -74,6 +74,7 @@ CREATE TEMP TABLE IF NOT EXISTS gold_d_orders (sign integer NOT NULL, order_id t
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gold_px (grain text, p date, grp text, revenue numeric,
              lines bigint, units numeric, orders bigint) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS gold_cx (grain text, p date, grp text, dc bigint) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gold_pm (month date, product_key text, revenue numeric,
     units numeric, lines bigint, orders bigint) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gold_tc (customer_key text PRIMARY KEY) ON COMMIT DELETE ROWS;

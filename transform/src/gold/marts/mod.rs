@@ -31,6 +31,7 @@ pub const ALL: &[&Mart] = &[
     &products::PRODUCT_MONTH,
     &customers::CUSTOMER_LTV,
     &distribution::AMOUNT_HISTOGRAM,
+    &distribution::AMOUNT_BUCKETS,
     &distribution::DISTRIBUTION,
     &web_usage::WEB_USAGE_DAILY,
     &quality::DATA_QUALITY_DAILY,
@@ -67,6 +68,16 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE grain WHEN 'day' THEN (p - interval '1 year')::date WHEN 'week' THEN p - 364
                       WHEN 'all' THEN NULL ELSE (p - interval '1 year')::date END
 $$;
+CREATE OR REPLACE FUNCTION gold.amount_bucket(a numeric) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN abs(a) < 1000 THEN trunc(a) ELSE trunc(a, 3 - length(trunc(abs(a))::text)) END
+$$;
+COMMENT ON FUNCTION gold.amount_bucket(numeric) IS 'Bucket of an amount in gold.amount_buckets: truncated toward zero to whole units below 1000, to three significant digits above. Monotonic: buckets sort as their amounts do.';
+CREATE OR REPLACE FUNCTION gold.amount_bucket_width(b numeric) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN abs(b) < 1000 THEN 1::numeric ELSE 10::numeric ^ (length(trunc(abs(b))::text) - 3) END
+$$;
+COMMENT ON FUNCTION gold.amount_bucket_width(numeric) IS 'Width of a bucket of gold.amount_bucket: its amounts lie within one width of it.';
 COMMENT ON FUNCTION gold.year_ago(text, date) IS 'The same period a year before: the same calendar day, the ISO week 52 weeks before, the same month, quarter or year.';
 "#;
 
@@ -93,6 +104,13 @@ pub async fn seed(tx: &Transaction<'_>, m: &Mart) -> Result<(), DbError> {
     match m.name {
         "dim_date" => dims::seed_dates(tx).await,
         "version" => freshness::seed_version(tx).await,
+        "amount_buckets" => {
+            tx.batch_execute(distribution::SEED_BUCKETS)
+                .await
+                .map_err(DbError::query(
+                    "filling gold.amount_buckets from the histogram",
+                ))
+        }
         _ => Ok(()),
     }
 }

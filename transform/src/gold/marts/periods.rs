@@ -2,7 +2,8 @@
 //! country and period (`gold.country_sales`: month, year, all) and by sales person and
 //! period (`gold.employee_sales`: month, all), kept by signed deltas. Distinct customers
 //! come from `gold.customer_activity`, a multiplicity table (orders per customer and
-//! group); growth is recomputed for the touched periods and those that compare with them.
+//! group): a row that appears adds one customer to its group, a row whose count falls to
+//! zero removes one, so a batch costs what it touches, not the group's size; growth is recomputed for the touched periods and those that compare with them.
 //!
 //! Revenue, lines and units come from the lines (a line counts in the period of its date);
 //! orders, customers and the average basket from the orders (in the period of the order's
@@ -193,25 +194,32 @@ async fn refresh_one(tx: &Transaction<'_>, s: &Spec) -> Result<(), tokio_postgre
          ON CONFLICT (grain, period_start{gkey}) DO UPDATE SET revenue = t.revenue + EXCLUDED.revenue,
              lines = t.lines + EXCLUDED.lines, units = t.units + EXCLUDED.units,
              orders = t.orders + EXCLUDED.orders;
-         INSERT INTO gold.customer_activity AS a (grain, period_start, group_key, customer_key, orders)
-         SELECT '{h}' || g.grain, gold.period_start(g.grain, d.order_date), {grp}, d.customer_key, sum(d.sign)
-         FROM gold_d_orders d CROSS JOIN (VALUES {grains}) AS g(grain)
-         GROUP BY 1, 2, 3, 4 HAVING sum(d.sign) <> 0 ORDER BY 1, 2, 3, 4
-         ON CONFLICT (grain, period_start, group_key, customer_key)
-         DO UPDATE SET orders = a.orders + EXCLUDED.orders;
-         DELETE FROM gold.customer_activity a USING (SELECT DISTINCT grain, p, grp FROM gold_px) x
+         DELETE FROM gold_cx;
+         WITH up AS (
+             INSERT INTO gold.customer_activity AS a (grain, period_start, group_key, customer_key, orders)
+             SELECT '{h}' || g.grain, gold.period_start(g.grain, d.order_date), {grp}, d.customer_key, sum(d.sign)
+             FROM gold_d_orders d CROSS JOIN (VALUES {grains}) AS g(grain)
+             GROUP BY 1, 2, 3, 4 HAVING sum(d.sign) <> 0 ORDER BY 1, 2, 3, 4
+             ON CONFLICT (grain, period_start, group_key, customer_key)
+             DO UPDATE SET orders = a.orders + EXCLUDED.orders
+             RETURNING a.grain, a.period_start, a.group_key, a.orders, (a.xmax = 0) AS inserted)
+         INSERT INTO gold_cx (grain, p, grp, dc)
+         SELECT substr(grain, {hl}), period_start, group_key,
+                sum(CASE WHEN inserted THEN 1 WHEN orders = 0 THEN -1 ELSE 0 END)
+         FROM up GROUP BY 1, 2, 3;
+         DELETE FROM gold.customer_activity a USING gold_cx x
          WHERE a.grain = '{h}' || x.grain AND a.period_start = x.p AND a.group_key = x.grp AND a.orders = 0;
          UPDATE {t} AS t SET
-             customers = (SELECT count(*) FROM gold.customer_activity a
-                          WHERE a.grain = '{h}' || t.grain AND a.period_start = t.period_start
-                            AND a.group_key = x.grp),
+             customers = t.customers + coalesce(c.dc, 0),
              avg_basket = round(t.revenue / nullif(t.orders, 0), 2)
          FROM (SELECT DISTINCT grain, p, grp FROM gold_px) x
+              LEFT JOIN gold_cx c ON c.grain = x.grain AND c.p = x.p AND c.grp = x.grp
          WHERE t.grain = x.grain AND t.period_start = x.p{gmatch};
          DELETE FROM {t} AS t USING (SELECT DISTINCT grain, p, grp FROM gold_px) x
          WHERE t.grain = x.grain AND t.period_start = x.p{gmatch} AND t.lines = 0 AND t.orders = 0;",
         t = s.table,
         h = s.helper,
+        hl = s.helper.len() + 1,
     );
     tx.batch_execute(&sql).await?;
     if s.growth {

@@ -51,14 +51,17 @@ r AS (SELECT t.month, t.product_key,
              round(t.revenue / nullif(sum(t.revenue) OVER (PARTITION BY t.month), 0), 6) AS share
       FROM gold.product_month t JOIN m USING (month))
 UPDATE gold.product_month t SET revenue_rank = r.rnk, revenue_share = r.share
-FROM r WHERE t.month = r.month AND t.product_key = r.product_key;
+FROM r WHERE t.month = r.month AND t.product_key = r.product_key
+  AND (t.revenue_rank, t.revenue_share) IS DISTINCT FROM (r.rnk, r.share);
 WITH k AS (SELECT month, product_key FROM gold_pm
            UNION SELECT (month + interval '1 month')::date, product_key FROM gold_pm)
 UPDATE gold.product_month t SET prev_revenue = pr.revenue,
     growth_prev_pct = round(100 * (t.revenue / nullif(pr.revenue, 0) - 1), 2)
 FROM k LEFT JOIN gold.product_month pr
      ON pr.product_key = k.product_key AND pr.month = (k.month - interval '1 month')::date
-WHERE t.month = k.month AND t.product_key = k.product_key;
+WHERE t.month = k.month AND t.product_key = k.product_key
+  AND (t.prev_revenue, t.growth_prev_pct) IS DISTINCT FROM
+      (pr.revenue, round(100 * (t.revenue / nullif(pr.revenue, 0) - 1), 2));
 ";
 
 /// Applies the batch's line deltas.
