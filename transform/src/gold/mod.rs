@@ -295,6 +295,10 @@ pub async fn refresh(tx: &Transaction<'_>, t: &Touched) -> Result<GoldStats, DbE
     )
     .await
     .map_err(DbError::query("taking the gold lock"))?;
+    // Room for the batch's sorts and hashes (the default 4 MB spills a batch's windows to disk).
+    tx.batch_execute("SET LOCAL work_mem = '64MB'")
+        .await
+        .map_err(DbError::query("setting the batch's work_mem"))?;
     marts::dims::refresh(tx, t).await?;
     let (orders, lines) = marts::facts::refresh(tx, t).await?;
     stats.orders = orders;

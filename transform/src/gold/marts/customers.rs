@@ -31,6 +31,7 @@ pub const CUSTOMER_LTV: Mart = Mart {
 const SQL: &str = "
 DELETE FROM gold_tc;
 INSERT INTO gold_tc SELECT DISTINCT customer_key FROM gold_d_orders;
+ANALYZE gold_tc;
 DELETE FROM gold.customer_ltv t USING gold_tc c WHERE t.customer_key = c.customer_key;
 INSERT INTO gold.customer_ltv (customer_key, country, first_order_date, last_order_date, orders,
     lines, revenue, avg_basket, tenure_days)

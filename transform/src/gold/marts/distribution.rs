@@ -82,6 +82,7 @@ SELECT 'month', date_trunc('month', order_date)::date, '', 'basket', amount, sum
 UNION ALL
 SELECT 'country', date '0001-01-01', country, 'basket', amount, sum(sign) FROM gold_d_orders GROUP BY 3, 5;
 DELETE FROM gold_dh WHERE n = 0;
+ANALYZE gold_dh;
 INSERT INTO gold.amount_histogram AS h (scope, period_start, country, measure, amount, n)
 SELECT * FROM gold_dh ORDER BY 1, 2, 3, 4, 5
 ON CONFLICT (scope, period_start, country, measure, amount) DO UPDATE SET n = h.n + EXCLUDED.n;
@@ -103,26 +104,34 @@ ON CONFLICT (scope, period_start, country, measure) DO UPDATE SET n = t.n + EXCL
     total = t.total + EXCLUDED.total, sum_squares = t.sum_squares + EXCLUDED.sum_squares;
 DELETE FROM gold_dk;
 INSERT INTO gold_dk SELECT DISTINCT scope, period_start, country, measure FROM gold_dh;
+ANALYZE gold_dk;
 DELETE FROM gold.distribution t USING gold_dk k
 WHERE t.scope = k.scope AND t.period_start = k.period_start AND t.country = k.country
   AND t.measure = k.measure AND t.n = 0;
 ";
 
 /// The order statistics of the touched groups. Min and max are index lookups; a
-/// percentile's two nearest ranks are found first among the group's buckets (a running
-/// count over at most a few thousand rows), then inside the one bucket that holds each.
+/// percentile's two nearest ranks (0-based, m = n − 1: ⌊q·m⌋ and ⌈q·m⌉, in integers for
+/// q = ¼, ½, ¾) are found first among the group's buckets (a running count over at most a
+/// few thousand rows), then inside the one bucket that holds each.
 const STATS: &str = "
-WITH k AS (SELECT t.scope, t.period_start, t.country, t.measure, t.n
-           FROM gold.distribution t JOIN gold_dk USING (scope, period_start, country, measure)),
-r AS (SELECT k.scope, k.period_start, k.country, k.measure, q.q, x.which, x.rnk,
-             q.q * (k.n - 1) - floor(q.q * (k.n - 1)) AS frac
-      FROM k CROSS JOIN (VALUES (0.25), (0.5), (0.75)) AS q(q)
-      CROSS JOIN LATERAL (VALUES ('lo', floor(q.q * (k.n - 1))), ('hi', ceil(q.q * (k.n - 1)))) AS x(which, rnk)),
-bk AS (SELECT b.scope, b.period_start, b.country, b.measure, b.bucket, b.n,
-              sum(b.n) OVER (PARTITION BY b.scope, b.period_start, b.country, b.measure ORDER BY b.bucket) - b.n AS below
-       FROM gold.amount_buckets b JOIN gold_dk USING (scope, period_start, country, measure)),
-rb AS (SELECT r.*, bk.bucket, bk.below FROM r JOIN bk USING (scope, period_start, country, measure)
-       WHERE bk.below <= r.rnk AND r.rnk < bk.below + bk.n),
+WITH bk AS (SELECT b.scope, b.period_start, b.country, b.measure, b.bucket, b.n,
+              (sum(b.n) OVER w - b.n)::bigint AS below, (sum(b.n) OVER g)::bigint - 1 AS m
+       FROM gold.amount_buckets b JOIN gold_dk USING (scope, period_start, country, measure)
+       WINDOW w AS (PARTITION BY b.scope, b.period_start, b.country, b.measure ORDER BY b.bucket),
+              g AS (PARTITION BY b.scope, b.period_start, b.country, b.measure)),
+hit AS (SELECT * FROM bk
+        WHERE (below <= m / 4 AND m / 4 < below + n) OR (below <= (m + 3) / 4 AND (m + 3) / 4 < below + n)
+           OR (below <= m / 2 AND m / 2 < below + n) OR (below <= (m + 1) / 2 AND (m + 1) / 2 < below + n)
+           OR (below <= 3 * m / 4 AND 3 * m / 4 < below + n)
+           OR (below <= (3 * m + 3) / 4 AND (3 * m + 3) / 4 < below + n)),
+rb AS (SELECT hit.scope, hit.period_start, hit.country, hit.measure, hit.bucket, hit.below, x.q, x.which, x.frac, x.rnk
+       FROM hit CROSS JOIN LATERAL (VALUES
+           (0.25, 'lo', m / 4, (m % 4) / 4.0), (0.25, 'hi', (m + 3) / 4, (m % 4) / 4.0),
+           (0.5, 'lo', m / 2, (m % 2) / 2.0), (0.5, 'hi', (m + 1) / 2, (m % 2) / 2.0),
+           (0.75, 'lo', 3 * m / 4, (3 * m % 4) / 4.0), (0.75, 'hi', (3 * m + 3) / 4, (3 * m % 4) / 4.0)
+       ) AS x(q, which, rnk, frac)
+       WHERE hit.below <= x.rnk AND x.rnk < hit.below + hit.n),
 rv AS (SELECT rb.scope, rb.period_start, rb.country, rb.measure, rb.q, rb.which, rb.frac,
               (SELECT c.amount FROM (
                    SELECT h.amount, sum(h.n) OVER (ORDER BY h.amount) AS cum

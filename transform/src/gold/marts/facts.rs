@@ -122,7 +122,8 @@ pub async fn refresh(tx: &Transaction<'_>, t: &Touched) -> Result<(u64, u64), Db
 /// Replaces the facts of `gold_touched_orders` and fills the deltas.
 pub async fn rederive(tx: &Transaction<'_>) -> Result<u64, DbError> {
     let sql = format!(
-        "INSERT INTO gold_d_lines (sign, {LINE_COLS})
+        "ANALYZE gold_touched_orders;
+         INSERT INTO gold_d_lines (sign, {LINE_COLS})
          SELECT -1, {LINE_COLS} FROM gold.fact_sales f JOIN gold_touched_orders USING (order_id);
          DELETE FROM gold.fact_sales f USING gold_touched_orders t WHERE f.order_id = t.order_id;
          INSERT INTO gold.fact_sales (sale_id, order_id, date_key, sale_date, customer_key,
@@ -146,7 +147,9 @@ pub async fn rederive(tx: &Transaction<'_>) -> Result<u64, DbError> {
                 count(*), sum(quantity), sum(amount)
          FROM gold_d_lines WHERE sign = 1 GROUP BY order_id;
          INSERT INTO gold_d_orders (sign, {ORDER_COLS})
-         SELECT 1, {ORDER_COLS} FROM gold.fact_orders JOIN gold_touched_orders USING (order_id);"
+         SELECT 1, {ORDER_COLS} FROM gold.fact_orders JOIN gold_touched_orders USING (order_id);
+         ANALYZE gold_d_lines;
+         ANALYZE gold_d_orders;"
     );
     tx.batch_execute(&sql)
         .await

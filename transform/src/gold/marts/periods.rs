@@ -187,6 +187,7 @@ async fn refresh_one(tx: &Transaction<'_>, s: &Spec) -> Result<(), tokio_postgre
          SELECT coalesce(l.grain, o.grain), coalesce(l.p, o.p), coalesce(l.grp, o.grp),
                 coalesce(l.revenue, 0), coalesce(l.lines, 0), coalesce(l.units, 0), coalesce(o.orders, 0)
          FROM l FULL JOIN o ON l.grain = o.grain AND l.p = o.p AND l.grp = o.grp;
+         ANALYZE gold_px;
          INSERT INTO {t} AS t (grain, period_start{gcol}, revenue, lines, units, orders, customers)
          SELECT grain, p{gsel}, revenue, lines, units, orders, 0 FROM gold_px
          WHERE revenue <> 0 OR lines <> 0 OR units <> 0 OR orders <> 0
@@ -207,6 +208,7 @@ async fn refresh_one(tx: &Transaction<'_>, s: &Spec) -> Result<(), tokio_postgre
          SELECT substr(grain, {hl}), period_start, group_key,
                 sum(CASE WHEN inserted THEN 1 WHEN orders = 0 THEN -1 ELSE 0 END)
          FROM up GROUP BY 1, 2, 3;
+         ANALYZE gold_cx;
          DELETE FROM gold.customer_activity a USING gold_cx x
          WHERE a.grain = '{h}' || x.grain AND a.period_start = x.p AND a.group_key = x.grp AND a.orders = 0;
          UPDATE {t} AS t SET

@@ -38,6 +38,7 @@ SELECT date_trunc('month', sale_date)::date, product_key, sum(sign * amount), su
        sum(sign)::bigint,
        (count(DISTINCT order_id) FILTER (WHERE sign = 1) - count(DISTINCT order_id) FILTER (WHERE sign = -1))::bigint
 FROM gold_d_lines GROUP BY 1, 2;
+ANALYZE gold_pm;
 INSERT INTO gold.product_month AS t (month, product_key, revenue, units, lines, orders)
 SELECT month, product_key, revenue, units, lines, orders FROM gold_pm
 WHERE revenue <> 0 OR units <> 0 OR lines <> 0 OR orders <> 0 ORDER BY 1, 2
