@@ -1,7 +1,9 @@
 //! Kafka consumer group whose offsets live in PostgreSQL. Polling runs on a dedicated thread;
 //! on every partition assignment the rebalance callback reads `pipeline.consumer_offsets`
 //! and assigns the partitions at those offsets (the beginning when there is none), so the
-//! warehouse, not Kafka, decides where consumption resumes.
+//! warehouse, not Kafka, decides where consumption resumes. A stored offset past the end of
+//! the broker's log (a broker that lost its state) is reported, forgotten, and the partition
+//! is read again from its beginning: bronze keeps each event once by its source position.
 
 use crate::sql::DbError;
 use etl_contract::KafkaSettings;
@@ -30,17 +32,25 @@ struct PgOffsets {
 impl ClientContext for PgOffsets {}
 
 impl PgOffsets {
+    /// The callback's connection, (re)opened when needed.
+    fn connected(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<tokio_postgres::Client>>, DbError> {
+        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.handle.block_on(crate::sql::connect(&self.url))?);
+        }
+        Ok(guard)
+    }
+
     fn stored(&self, tpl: &TopicPartitionList) -> Result<Vec<(String, i32, i64)>, DbError> {
         let topics: Vec<String> = tpl
             .elements()
             .iter()
             .map(|e| e.topic().to_string())
             .collect();
-        let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(self.handle.block_on(crate::sql::connect(&self.url))?);
-        }
-        let client = guard.as_ref().expect("connected above");
+        let guard = self.connected()?;
+        let client = guard.as_ref().expect("connected");
         let rows = self
             .handle
             .block_on(client.query(
@@ -52,6 +62,57 @@ impl PgOffsets {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
+    }
+
+    /// Forgets the stored offset of a partition whose broker log was lost, so that
+    /// consumption restarts at the new log's beginning and stays there across restarts.
+    fn forget(&self, topic: &str, partition: i32) -> Result<(), DbError> {
+        let guard = self.connected()?;
+        let client = guard.as_ref().expect("connected");
+        self.handle
+            .block_on(client.execute(
+                "DELETE FROM pipeline.consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
+                &[&self.group, &topic, &partition],
+            ))
+            .map_err(DbError::query("forgetting a lost partition's offset"))?;
+        Ok(())
+    }
+
+    /// The offset to resume a partition at: the stored one, or the beginning when there is
+    /// none or when the broker's log now ends before it (the broker lost its state:
+    /// restarted without storage, or replaced). Re-reading is safe: bronze keeps each
+    /// event once by its source position.
+    fn resume_at(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        topic: &str,
+        partition: i32,
+        stored: Option<i64>,
+    ) -> Offset {
+        let Some(o) = stored else {
+            return Offset::Beginning;
+        };
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((_, high)) if o > high => {
+                error!(
+                    topic,
+                    partition,
+                    stored_offset = o,
+                    broker_end = high,
+                    "the broker's log ends before the offset stored in the warehouse: the broker lost its state (restarted without storage, or replaced). Reading this partition again from its beginning (bronze keeps each event once); events published to the lost log and never consumed must be re-published from their sources"
+                );
+                metrics::counter!("transform_broker_state_lost_total").increment(1);
+                if let Err(e) = self.forget(topic, partition) {
+                    error!(error = %e, topic, partition, "cannot forget the stale offset; it is ignored for this assignment only");
+                }
+                Offset::Beginning
+            }
+            Ok(_) => Offset::Offset(o),
+            Err(e) => {
+                warn!(error = %e, topic, partition, "cannot read the partition's end from the broker; resuming at the stored offset");
+                Offset::Offset(o)
+            }
+        }
     }
 }
 
@@ -79,11 +140,11 @@ impl ConsumerContext for PgOffsets {
                     .map(|e| (e.topic().to_string(), e.partition()))
                     .collect();
                 for (topic, partition) in &elems {
-                    let offset = stored
+                    let at = stored
                         .iter()
                         .find(|(t, p, _)| t == topic && p == partition)
-                        .map(|(_, _, o)| Offset::Offset(*o))
-                        .unwrap_or(Offset::Beginning);
+                        .map(|(_, _, o)| *o);
+                    let offset = self.resume_at(consumer, topic, *partition, at);
                     if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
                         error!(error = %e, topic, partition, "cannot set the assigned offset");
                     }
