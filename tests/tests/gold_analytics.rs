@@ -608,6 +608,7 @@ fn scheduler_settings() -> JobsSettings {
     JobsSettings {
         jobs: jobs_cfg,
         rfm_segments: None,
+        ..Default::default()
     }
 }
 
@@ -733,6 +734,7 @@ async fn two_schedulers_run_each_occurrence_once() -> Result<()> {
     let settings = JobsSettings {
         jobs,
         rfm_segments: None,
+        ..Default::default()
     };
     let a = spawn(settings.clone(), s.db_url.clone());
     let b = spawn(settings, s.db_url.clone());
@@ -761,6 +763,62 @@ async fn two_schedulers_run_each_occurrence_once() -> Result<()> {
         .await?
         .get(0);
     assert!((3.0..6.0).contains(&gap), "runs {gap} s apart, every 4 s");
+    s.cleanup().await;
+    Ok(())
+}
+
+/// `gold.country_sales_reporting`: each day of a country converted at the latest rate on or
+/// before it, through the rates' base currency, rounded to the cent; a day without a rate
+/// left out and counted; a country without a currency sells in the base currency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reporting_currency_converts_each_day_at_its_rate() -> Result<()> {
+    let (s, db) = warehouse("fx").await?;
+    db.batch_execute(
+        "INSERT INTO silver.countries (country_code, country_name, _bronze_event_id, _source) VALUES
+             ('FR', 'France', 1, '{}'), ('GB', 'United Kingdom', 2, '{}'), ('US', 'United States', 3, '{}');
+         INSERT INTO silver.exchange_rates (rate_id, rate_date, base_currency, currency, rate, _bronze_event_id, _source) VALUES
+             ('a', '2024-01-01', 'EUR', 'USD', 1.10, 1, '{}'), ('b', '2024-01-03', 'EUR', 'USD', 1.20, 2, '{}'),
+             ('c', '2024-01-02', 'EUR', 'GBP', 0.85, 3, '{}');
+         INSERT INTO gold.fact_sales (sale_id, order_id, sale_date, customer_key, country, amount) VALUES
+             ('1', '1', '2024-01-01', 'C1', 'France', 100.00),
+             ('2', '2', '2024-01-02', 'C1', 'France', 50.00), ('3', '2', '2024-01-02', 'C1', 'France', 25.00),
+             ('4', '4', '2024-01-01', 'C2', 'United Kingdom', 40.00),
+             ('5', '5', '2024-01-03', 'C2', 'United Kingdom', 17.00),
+             ('6', '6', '2024-02-10', 'C3', 'United States', 10.00),
+             ('7', '7', '2024-01-05', 'C4', 'Atlantis', 5.00);",
+    )
+    .await?;
+    let mut settings = JobsSettings::default();
+    settings.reporting.currency = "USD".into();
+    run_once("reporting_currency", &settings, &s.db_url).await?;
+    let rows = db
+        .query(
+            "SELECT grain || ' ' || period_start || ' ' || country || ' ' || sale_currency || ' ' || reporting_currency
+                    || ' ' || revenue_local || ' ' || revenue_reporting || ' ' || days || ' ' || unconverted_days
+             FROM gold.country_sales_reporting WHERE grain <> 'year' ORDER BY grain DESC, period_start, country",
+            &[],
+        )
+        .await?;
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        got,
+        [
+            "month 2024-01-01 Atlantis EUR USD 5.00 6.00 1 0",
+            "month 2024-01-01 France EUR USD 175.00 192.50 2 0",
+            "month 2024-01-01 United Kingdom GBP USD 57.00 24.00 2 1",
+            "month 2024-02-01 United States USD USD 10.00 10.00 1 0",
+            "all 0001-01-01 Atlantis EUR USD 5.00 6.00 1 0",
+            "all 0001-01-01 France EUR USD 175.00 192.50 2 0",
+            "all 0001-01-01 United Kingdom GBP USD 57.00 24.00 2 1",
+            "all 0001-01-01 United States USD USD 10.00 10.00 1 0",
+        ]
+    );
+    let runs = count(
+        &db,
+        "SELECT count(*) FROM pipeline.job_runs WHERE job = 'reporting_currency' AND status = 'ok'",
+    )
+    .await?;
+    assert_eq!(runs, 1, "the run is recorded");
     s.cleanup().await;
     Ok(())
 }

@@ -37,6 +37,7 @@ pub const JOBS: &[(&str, u64)] = &[
     ("anomalies", 300),
     ("live_anomalies", 60),
     ("verify", 3600),
+    ("reporting_currency", 300),
 ];
 
 /// Default limit on one attempt, in seconds.
@@ -109,6 +110,9 @@ pub struct JobsSettings {
     /// RFM segments in evaluation order; [`rfm::default_rules`] when absent.
     #[serde(default)]
     pub rfm_segments: Option<Vec<SegmentRule>>,
+    /// The reporting currency and the currency of each country's sales.
+    #[serde(default)]
+    pub reporting: crate::gold::analytics::currency::ReportingSettings,
 }
 
 /// The known job names, comma-separated (for messages).
@@ -197,7 +201,7 @@ impl JobsSettings {
         if let Some(rules) = &self.rfm_segments {
             rfm::validate_rules(rules).map_err(|e| format!("rfm_segments: {e}"))?;
         }
-        Ok(())
+        self.reporting.validate()
     }
 }
 
@@ -216,6 +220,9 @@ async fn run_job(job: &str, client: &mut Client, settings: &JobsSettings) -> any
     Ok(match job {
         "rfm" => analytics::rfm(client, &settings.segment_rules()).await?,
         "cohorts" => analytics::cohorts(client).await?,
+        "reporting_currency" => {
+            crate::gold::analytics::currency::refresh(client, &settings.reporting).await?
+        }
         "forecast" => analytics::forecast(client).await?,
         "anomalies" => analytics::anomalies(client).await?,
         "live_anomalies" => analytics::live_anomalies(client).await?,
@@ -645,7 +652,14 @@ mod tests {
         let names: Vec<&str> = s.enabled().iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            ["rfm", "cohorts", "forecast", "anomalies", "live_anomalies"]
+            [
+                "rfm",
+                "cohorts",
+                "forecast",
+                "anomalies",
+                "live_anomalies",
+                "reporting_currency"
+            ]
         );
         assert_eq!(s.segment_rules()[0].name, "Top");
     }

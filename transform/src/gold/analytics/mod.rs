@@ -8,11 +8,14 @@
 //!   segments from ordered, configurable rules.
 //! * [`cohort`]: monthly cohort retention with right-censored (NULL) future cells.
 //!
+//! [`currency`] (revenue in the reporting currency) is SQL over the facts and the rates.
+//!
 //! [`jobs`] runs them against the warehouse: reads the stored marts, writes the analytics
 //! tables, one transaction per job.
 
 pub mod anomaly;
 pub mod cohort;
+pub mod currency;
 pub mod forecast;
 pub mod jobs;
 pub mod rfm;

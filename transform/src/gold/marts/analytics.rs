@@ -116,3 +116,24 @@ pub const ANOMALIES_LIVE: Mart = Mart {
     indexes: &[],
     module: "transform/src/gold/marts/analytics.rs",
 };
+
+pub const COUNTRY_SALES_REPORTING: Mart = Mart {
+    name: "country_sales_reporting",
+    table: "gold.country_sales_reporting",
+    comment: "Revenue per customer country and period (grain month, year or all) in the sale currency and in the reporting currency ([transform.analytics.reporting]), written by the reporting_currency job. Each day of a country is converted at that day's rate (the latest on or before it) and rounded to the cent; days without a rate are left out of revenue_reporting and counted in unconverted_days.",
+    columns: &[
+        col("grain", "text", "month, year or all."),
+        col("period_start", "date", "First day of the period (0001-01-01 for all)."),
+        col("country", "text", "Customer's current country, as in gold.fact_sales."),
+        col("sale_currency", "text", "Currency the country's sales are in."),
+        col("reporting_currency", "text", "Currency of revenue_reporting."),
+        col("revenue_local", "numeric", "Revenue in sale_currency."),
+        col("revenue_reporting", "numeric", "Revenue converted day by day into reporting_currency (days without a rate left out)."),
+        col("days", "bigint", "Days of the period with sales in the country."),
+        col("unconverted_days", "bigint", "Of those, days without a usable rate."),
+        col("computed_at", "timestamp with time zone", "When the job computed it."),
+    ],
+    key: &["grain", "period_start", "country"],
+    indexes: &[],
+    module: "transform/src/gold/marts/analytics.rs",
+};

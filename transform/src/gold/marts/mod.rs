@@ -44,6 +44,7 @@ pub const ALL: &[&Mart] = &[
     &analytics::FORECAST_RUNS,
     &analytics::ANOMALIES_DAILY,
     &analytics::ANOMALIES_LIVE,
+    &analytics::COUNTRY_SALES_REPORTING,
 ];
 
 /// Helper functions the marts' SQL uses (idempotent).
