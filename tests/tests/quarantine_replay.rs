@@ -103,6 +103,22 @@ async fn quarantined_rows_replay_into_gold_once_after_a_fix() -> Result<()> {
     );
     let q = count(&db, "SELECT count(*) FROM silver.quarantine WHERE reason LIKE '%matches none of the date formats%'").await?;
     assert_eq!(q, 3);
+    // The same counts per batch, with the reasons.
+    let r = db
+        .query_one(
+            "SELECT sum(rows_in)::bigint, sum(valid)::bigint, sum(quarantined)::bigint, sum(filtered)::bigint,
+                    (SELECT sum(value::bigint)::bigint FROM gold.data_quality_batches b, jsonb_each_text(b.reasons)
+                     WHERE b.model = 'sales' AND key LIKE '%matches none of the date formats%')
+             FROM gold.data_quality_batches WHERE model = 'sales'",
+            &[],
+        )
+        .await?;
+    let per_batch: (i64, i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    assert_eq!(
+        per_batch,
+        (5, 1, 3, 1, 3),
+        "rows in, valid, quarantined, filtered, date-format reasons per batch"
+    );
     transform.stop()?;
     ingest.stop()?;
 

@@ -36,6 +36,7 @@ pub const ALL: &[&Mart] = &[
     &web_usage::WEB_USAGE_DAILY,
     &quality::DATA_QUALITY_DAILY,
     &quality::QUARANTINE_REASONS_DAILY,
+    &quality::DATA_QUALITY_BATCHES,
     &freshness::FRESHNESS,
     &freshness::VERSION,
     &analytics::CUSTOMER_RFM,

@@ -1,7 +1,8 @@
 //! Data quality per day and model (`gold.data_quality_daily`): rows in, valid, quarantined,
 //! filtered, control events, stale images, dead letters, duplicates absorbed and lines with
 //! an unknown reference, added by every batch (by the day it was processed); quarantine
-//! reasons per day in `gold.quarantine_reasons_daily`.
+//! reasons per day in `gold.quarantine_reasons_daily`; the same counts per committed batch in
+//! `gold.data_quality_batches` (kept 7 days).
 
 use crate::gold::{col, Mart};
 use crate::sql::DbError;
@@ -44,6 +45,33 @@ pub const DATA_QUALITY_DAILY: Mart = Mart {
     module: "transform/src/gold/marts/quality.rs",
 };
 
+pub const DATA_QUALITY_BATCHES: Mart = Mart {
+    name: "data_quality_batches",
+    table: "gold.data_quality_batches",
+    comment: "Data quality per committed batch and model, the counts of gold.data_quality_daily for one batch, with its quarantine reasons. Rows older than 7 days are removed by later batches.",
+    columns: &[
+        col("batch_xid", "bigint", "PostgreSQL transaction id of the batch (unique per batch)."),
+        col("model", "text", "Silver model, or dlq."),
+        col("committed_at", "timestamp with time zone", "When the batch's transaction started."),
+        col("rows_in", "bigint", "Events received for the model."),
+        col("valid", "bigint", "Rows written to silver (upserts and deletes)."),
+        col("quarantined", "bigint", "Rows quarantined."),
+        col("filtered", "bigint", "Rows removed by a configured row filter."),
+        col("control", "bigint", "Schema events and snapshot markers (not rows)."),
+        col("stale", "bigint", "Images older than the stored row, ignored."),
+        col("dead_lettered", "bigint", "Records dead-lettered by the source or the transform."),
+        col("duplicates", "bigint", "Events already in bronze, absorbed."),
+        col("unknown_refs", "bigint", "Sale lines written with an unknown customer or product."),
+        col("reasons", "jsonb", "Quarantined rows by kind of failure: {\"reason\": rows}."),
+    ],
+    key: &["batch_xid", "model"],
+    indexes: &["committed_at"],
+    module: "transform/src/gold/marts/quality.rs",
+};
+
+/// How long `gold.data_quality_batches` keeps a batch.
+const BATCH_RETENTION: &str = "7 days";
+
 /// One batch's counts for one model.
 #[derive(Debug, Default, Clone)]
 pub struct QualityRow {
@@ -75,6 +103,14 @@ pub async fn record(tx: &Transaction<'_>, rows: &[QualityRow]) -> Result<(), DbE
         )
         .await
         .map_err(DbError::query("recording the batch's data quality"))?;
+        let reasons = serde_json::to_value(&r.reasons).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO gold.data_quality_batches VALUES (pg_current_xact_id()::text::bigint, $1, now(),
+                 $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[&r.model, &r.rows_in, &r.valid, &r.quarantined, &r.filtered, &r.control, &r.stale, &r.dead_lettered, &r.duplicates, &r.unknown_refs, &reasons],
+        )
+        .await
+        .map_err(DbError::query("recording the batch's data quality per batch"))?;
         for (reason, n) in &r.reasons {
             tx.execute(
                 "INSERT INTO gold.quarantine_reasons_daily AS q VALUES ((now() AT TIME ZONE 'UTC')::date, $1, $2, $3)
@@ -84,6 +120,14 @@ pub async fn record(tx: &Transaction<'_>, rows: &[QualityRow]) -> Result<(), DbE
             .await
             .map_err(DbError::query("recording the batch's quarantine reasons"))?;
         }
+    }
+    if !rows.is_empty() {
+        tx.execute(
+            &format!("DELETE FROM gold.data_quality_batches WHERE committed_at < now() - interval '{BATCH_RETENTION}'"),
+            &[],
+        )
+        .await
+        .map_err(DbError::query("removing old rows of gold.data_quality_batches"))?;
     }
     Ok(())
 }
