@@ -282,6 +282,24 @@ async fn csv_files_to_gold_figures_and_dead_letters() -> Result<()> {
         0,
         "a half-written line was published"
     );
+    // Bronze keeps source, op and ts_ms once (columns); the view gives the envelope back.
+    let r = db
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE payload ?| ARRAY['source', 'op', 'ts_ms']),
+                    count(*) FILTER (WHERE v.envelope->'source' = e.source AND v.envelope->>'op' = e.op::text
+                                       AND v.envelope->'after' = e.payload->'after'
+                                       AND (v.envelope->>'ts_ms')::bigint = (extract(epoch FROM e.event_ts) * 1000)::bigint)
+             FROM bronze.events e JOIN bronze.events_envelope v USING (event_id)",
+            &[],
+        )
+        .await?;
+    let (all, copies, whole): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    assert!(all > 0, "bronze holds events");
+    assert_eq!(
+        (copies, whole),
+        (0, all),
+        "payload without the copies; envelope whole"
+    );
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&live)?;

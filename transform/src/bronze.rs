@@ -1,6 +1,7 @@
 //! Bronze: every change event as it arrived, append-only, loaded with binary COPY into a
 //! staging table and then inserted with `ON CONFLICT DO NOTHING` on the source key, so that
-//! an event published twice is stored once.
+//! an event published twice is stored once. The envelope's `source`, `op` and `ts_ms` are
+//! stored once, in their own columns; `bronze.events_envelope` puts the envelope back.
 
 use crate::sql::{DbError, RawJson};
 use etl_contract::Op;
@@ -107,7 +108,8 @@ pub async fn load(
     let inserted = tx
         .query(
             "INSERT INTO bronze.events (topic, kafka_partition, kafka_offset, event_key, op, source_key, source, payload, event_ts)
-             SELECT topic, kafka_partition, kafka_offset, event_key, op, source_key, source, payload, event_ts
+             SELECT topic, kafka_partition, kafka_offset, event_key, op, source_key, source,
+                    payload - 'source' - 'op' - 'ts_ms', event_ts
              FROM stage_bronze ORDER BY seq
              ON CONFLICT (topic, source_key) DO NOTHING
              RETURNING event_id, topic, source_key",

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "gold_marts",
         include_str!("../../migrations/0008_gold_marts.sql"),
     ),
+    (
+        9,
+        "bronze_compact",
+        include_str!("../../migrations/0009_bronze_compact.sql"),
+    ),
 ];
 
 const LOCK_KEY: i64 = 0x6574_6c5f_6d69_6772; // "etl_migr"
