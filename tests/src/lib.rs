@@ -456,3 +456,98 @@ pub async fn wait_snapshot_under_way(s: &Scratch) -> Result<()> {
     )
     .await
 }
+
+/// The seed of a randomised test: `ETL_TEST_SEED` when set, else a random one; printed so
+/// that a failure can be replayed.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("ETL_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("seed {seed} (set ETL_TEST_SEED to replay)");
+    seed
+}
+
+/// How [`append_sales`] writes: `rows` lines over `files` files, `appends` appends per
+/// file, a pause after each append, and the chance that an append is cut in two writes
+/// (a line split across them).
+pub struct AppendPlan {
+    pub rows: usize,
+    pub files: usize,
+    pub appends: usize,
+    pub prefix: &'static str,
+    pub customers: usize,
+    pub split_chance: f64,
+    pub pause: Duration,
+}
+
+/// Appends random sales lines to `sales_NN.csv` files in `dir` as `plan` says; returns the
+/// revenue in cents.
+pub fn append_sales(dir: &Path, seed: u64, plan: &AppendPlan) -> std::io::Result<i64> {
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut total_cents = 0i64;
+    let per_append = plan.rows / plan.files / plan.appends;
+    let mut files: Vec<fs::File> = (0..plan.files)
+        .map(|i| {
+            let mut f = fs::File::create(dir.join(format!("sales_{i:02}.csv")))?;
+            f.write_all(SALES_HEADER)?;
+            Ok(f)
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut id = 0usize;
+    for _ in 0..plan.appends {
+        for f in files.iter_mut() {
+            let mut chunk = String::with_capacity(per_append * 60);
+            for _ in 0..per_append {
+                id += 1;
+                let (line, cents) = random_sale_line(&mut rng, plan.prefix, id, plan.customers);
+                total_cents += cents;
+                chunk.push_str(&line);
+            }
+            let cut = if rng.random_bool(plan.split_chance) {
+                rng.random_range(1..chunk.len())
+            } else {
+                chunk.len()
+            };
+            f.write_all(&chunk.as_bytes()[..cut])?;
+            f.flush()?;
+            if cut < chunk.len() {
+                std::thread::sleep(Duration::from_millis(40));
+                f.write_all(&chunk.as_bytes()[cut..])?;
+            }
+            std::thread::sleep(plan.pause);
+        }
+    }
+    Ok(total_cents)
+}
+
+/// Header of the sales files the crash tests append to.
+pub const SALES_HEADER: &[u8] =
+    b"sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount\n";
+
+/// One random sales line with id `<prefix><id>` (a date in 2024, one of `customers`
+/// customers, ten products, 1-4 units at 1.00-49.99) and its amount in cents.
+pub fn random_sale_line(
+    rng: &mut impl rand::Rng,
+    prefix: &str,
+    id: usize,
+    customers: usize,
+) -> (String, i64) {
+    let qty = rng.random_range(1..=4i64);
+    let price = rng.random_range(100..5000i64);
+    let cents = qty * price;
+    let line = format!(
+        "{prefix}{id:06},2024-{:02}-{:02},C{:03},P{},E1,{qty},{}.{:02},{}.{:02}\n",
+        1 + id % 12,
+        1 + id % 28,
+        id % customers,
+        id % 10,
+        price / 100,
+        price % 100,
+        cents / 100,
+        cents % 100
+    );
+    (line, cents)
+}

@@ -8,11 +8,13 @@
 //! broker is never touched. `ETL_TEST_NISSHI` names the binary (set by `./dev test`).
 
 use anyhow::{bail, Context, Result};
-use e2e_tests::{bin_dir, connect, count, pg_admin_url, wait_for, Scratch};
+use e2e_tests::{
+    append_sales, bin_dir, connect, count, pg_admin_url, test_seed, wait_for, AppendPlan, Scratch,
+    SALES_HEADER,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -103,47 +105,6 @@ fn partitions(brokers: &str, topic: &str) -> Result<usize> {
     Ok(md.topics().first().map_or(0, |t| t.partitions().len()))
 }
 
-/// Appends ROWS sales lines to FILES files over ~10 s; returns the revenue in cents.
-fn write_sales(dir: PathBuf, seed: u64) -> std::io::Result<i64> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut total_cents = 0i64;
-    let per_append = ROWS / FILES / APPENDS_PER_FILE;
-    let mut files: Vec<std::fs::File> = (0..FILES)
-        .map(|i| {
-            let mut f = std::fs::File::create(dir.join(format!("sales_{i:02}.csv")))?;
-            f.write_all(b"sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount\n")?;
-            Ok(f)
-        })
-        .collect::<std::io::Result<_>>()?;
-    let mut id = 0usize;
-    for _ in 0..APPENDS_PER_FILE {
-        for f in files.iter_mut() {
-            let mut chunk = String::with_capacity(per_append * 60);
-            for _ in 0..per_append {
-                id += 1;
-                let qty = rng.random_range(1..=4i64);
-                let price = rng.random_range(100..5000i64);
-                total_cents += qty * price;
-                chunk.push_str(&format!(
-                    "B{id:06},2024-{:02}-{:02},C{:03},P{},E1,{qty},{}.{:02},{}.{:02}\n",
-                    1 + id % 12,
-                    1 + id % 28,
-                    id % 300,
-                    id % 10,
-                    price / 100,
-                    price % 100,
-                    qty * price / 100,
-                    qty * price % 100
-                ));
-            }
-            f.write_all(chunk.as_bytes())?;
-            f.flush()?;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Ok(total_cents)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_9_of_the_broker_loses_and_duplicates_nothing() -> Result<()> {
     let bin = nisshi_bin()?;
@@ -180,14 +141,21 @@ async fn kill_dash_9_of_the_broker_loses_and_duplicates_nothing() -> Result<()> 
     s.extra_env
         .push(("ETL_KAFKA__BROKERS".into(), brokers.clone()));
 
-    let seed: u64 = std::env::var("ETL_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("seed {seed} (set ETL_TEST_SEED to replay)");
+    let seed = test_seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = s.watch_dir.clone();
-    let writer = std::thread::spawn(move || write_sales(dir, seed ^ 0xb40e));
+    let writer = std::thread::spawn(move || {
+        let plan = AppendPlan {
+            rows: ROWS,
+            files: FILES,
+            appends: APPENDS_PER_FILE,
+            prefix: "B",
+            customers: 300,
+            split_chance: 0.0,
+            pause: Duration::from_millis(100),
+        };
+        append_sales(&dir, seed ^ 0xb40e, &plan)
+    });
 
     let mut ingest = s.start("ingest")?;
     let mut transform = s.start("transform")?;
@@ -304,9 +272,7 @@ async fn offsets_past_the_end_of_a_new_log_do_not_stall_the_transform() -> Resul
         )
         .await?;
     }
-    let mut csv = String::from(
-        "sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount\n",
-    );
+    let mut csv = String::from_utf8_lossy(SALES_HEADER).into_owned();
     for i in 0..300 {
         csv.push_str(&format!(
             "L{i:04},2024-03-{:02},C1,P1,E1,1,2.50,2.50\n",

@@ -3,9 +3,8 @@
 //! none duplicated, in bronze, silver and gold.
 
 use anyhow::Result;
-use e2e_tests::{count, read_topic, wait_for, Scratch};
+use e2e_tests::{append_sales, count, read_topic, test_seed, wait_for, AppendPlan, Scratch};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::io::Write;
 use std::time::Duration;
 
 const ROWS: usize = 100_000;
@@ -15,63 +14,23 @@ const APPENDS_PER_FILE: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result<()> {
     let s = Scratch::new("crash", None).await?;
-    let seed: u64 = std::env::var("ETL_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("seed {seed} (set ETL_TEST_SEED to replay)");
+    let seed = test_seed();
     let mut rng = StdRng::seed_from_u64(seed);
 
     // The writer appends 100k rows to 10 files, 1k rows at a time, sometimes cutting a line
     // in two writes, over ~15 s.
     let dir = s.watch_dir.clone();
-    let writer = std::thread::spawn(move || -> std::io::Result<i64> {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-        let mut total_cents = 0i64;
-        let per_append = ROWS / FILES / APPENDS_PER_FILE;
-        let mut files: Vec<std::fs::File> = (0..FILES)
-            .map(|i| {
-                let mut f = std::fs::File::create(dir.join(format!("sales_{i:02}.csv")))?;
-                f.write_all(b"sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount\n")?;
-                Ok(f)
-            })
-            .collect::<std::io::Result<_>>()?;
-        let mut id = 0usize;
-        for _round in 0..APPENDS_PER_FILE {
-            for f in files.iter_mut() {
-                let mut chunk = String::with_capacity(per_append * 60);
-                for _ in 0..per_append {
-                    id += 1;
-                    let qty = rng.random_range(1..=4i64);
-                    let price = rng.random_range(100..5000i64);
-                    total_cents += qty * price;
-                    chunk.push_str(&format!(
-                        "K{id:06},2024-{:02}-{:02},C{:03},P{},E1,{qty},{}.{:02},{}.{:02}\n",
-                        1 + id % 12,
-                        1 + id % 28,
-                        id % 500,
-                        id % 10,
-                        price / 100,
-                        price % 100,
-                        qty * price / 100,
-                        qty * price % 100
-                    ));
-                }
-                let cut = if rng.random_bool(0.3) {
-                    rng.random_range(1..chunk.len())
-                } else {
-                    chunk.len()
-                };
-                f.write_all(&chunk.as_bytes()[..cut])?;
-                f.flush()?;
-                if cut < chunk.len() {
-                    std::thread::sleep(Duration::from_millis(40));
-                    f.write_all(&chunk.as_bytes()[cut..])?;
-                }
-                std::thread::sleep(Duration::from_millis(15));
-            }
-        }
-        Ok(total_cents)
+    let writer = std::thread::spawn(move || {
+        let plan = AppendPlan {
+            rows: ROWS,
+            files: FILES,
+            appends: APPENDS_PER_FILE,
+            prefix: "K",
+            customers: 500,
+            split_chance: 0.3,
+            pause: Duration::from_millis(15),
+        };
+        append_sales(&dir, seed ^ 0x5eed, &plan)
     });
 
     let mut ingest = s.start("ingest")?;

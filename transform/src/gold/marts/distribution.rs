@@ -7,7 +7,7 @@
 //! one bucket that holds its rank. Percentiles are continuous (linear interpolation between the
 //! two nearest ranks, as PostgreSQL's `percentile_cont` and DuckDB's `quantile_cont`).
 
-use crate::gold::{col, Mart};
+use crate::gold::{col, Column, Mart};
 use crate::sql::DbError;
 use tokio_postgres::Transaction;
 
@@ -28,15 +28,31 @@ pub const AMOUNT_HISTOGRAM: Mart = Mart {
     module: "transform/src/gold/marts/distribution.rs",
 };
 
+/// The group columns the distribution tables share.
+const GROUP: [Column; 4] = [
+    col("scope", "text", "month or country."),
+    col(
+        "period_start",
+        "date",
+        "Month (scope month) or 0001-01-01 (scope country).",
+    ),
+    col(
+        "country",
+        "text",
+        "Country (scope country) or empty (scope month).",
+    ),
+    col("measure", "text", "line or basket."),
+];
+
 pub const AMOUNT_BUCKETS: Mart = Mart {
     name: "amount_buckets",
     table: "gold.amount_buckets",
     comment: "Helper of gold.distribution: gold.amount_histogram summed by bucket (gold.amount_bucket: whole units below 1000, three significant digits above), so that a percentile of a large group reads a few thousand rows, not every distinct amount.",
     columns: &[
-        col("scope", "text", "month or country."),
-        col("period_start", "date", "Month (scope month) or 0001-01-01 (scope country)."),
-        col("country", "text", "Country (scope country) or empty (scope month)."),
-        col("measure", "text", "line or basket."),
+        GROUP[0],
+        GROUP[1],
+        GROUP[2],
+        GROUP[3],
         col("bucket", "numeric", "gold.amount_bucket of the amounts it counts."),
         col("n", "bigint", "How many lines or orders have an amount in the bucket."),
     ],

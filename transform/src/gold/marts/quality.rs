@@ -4,9 +4,50 @@
 //! reasons per day in `gold.quarantine_reasons_daily`; the same counts per committed batch in
 //! `gold.data_quality_batches` (kept 7 days).
 
-use crate::gold::{col, Mart};
+use crate::gold::{col, Column, Mart};
 use crate::sql::DbError;
 use tokio_postgres::Transaction;
+
+/// The counts of a quality row, per day and per batch.
+const COUNTS: [Column; 9] = [
+    col("rows_in", "bigint", "Events received for the model."),
+    col(
+        "valid",
+        "bigint",
+        "Rows written to silver (upserts and deletes).",
+    ),
+    col("quarantined", "bigint", "Rows quarantined."),
+    col(
+        "filtered",
+        "bigint",
+        "Rows removed by a configured row filter.",
+    ),
+    col(
+        "control",
+        "bigint",
+        "Schema events and snapshot markers (not rows).",
+    ),
+    col(
+        "stale",
+        "bigint",
+        "Images older than the stored row, ignored.",
+    ),
+    col(
+        "dead_lettered",
+        "bigint",
+        "Records dead-lettered by the source or the transform.",
+    ),
+    col(
+        "duplicates",
+        "bigint",
+        "Events already in bronze, absorbed.",
+    ),
+    col(
+        "unknown_refs",
+        "bigint",
+        "Sale lines written with an unknown customer or product.",
+    ),
+];
 
 pub const QUARANTINE_REASONS_DAILY: Mart = Mart {
     name: "quarantine_reasons_daily",
@@ -30,15 +71,7 @@ pub const DATA_QUALITY_DAILY: Mart = Mart {
     columns: &[
         col("day", "date", "Day the batches were committed (UTC)."),
         col("model", "text", "Silver model, or bronze / dlq / mirror."),
-        col("rows_in", "bigint", "Events received for the model."),
-        col("valid", "bigint", "Rows written to silver (upserts and deletes)."),
-        col("quarantined", "bigint", "Rows quarantined."),
-        col("filtered", "bigint", "Rows removed by a configured row filter."),
-        col("control", "bigint", "Schema events and snapshot markers (not rows)."),
-        col("stale", "bigint", "Images older than the stored row, ignored."),
-        col("dead_lettered", "bigint", "Records dead-lettered by the source or the transform."),
-        col("duplicates", "bigint", "Events already in bronze, absorbed."),
-        col("unknown_refs", "bigint", "Sale lines written with an unknown customer or product."),
+        COUNTS[0], COUNTS[1], COUNTS[2], COUNTS[3], COUNTS[4], COUNTS[5], COUNTS[6], COUNTS[7], COUNTS[8],
     ],
     key: &["day", "model"],
     indexes: &[],
@@ -53,15 +86,7 @@ pub const DATA_QUALITY_BATCHES: Mart = Mart {
         col("batch_xid", "bigint", "PostgreSQL transaction id of the batch (unique per batch)."),
         col("model", "text", "Silver model, or dlq."),
         col("committed_at", "timestamp with time zone", "When the batch's transaction started."),
-        col("rows_in", "bigint", "Events received for the model."),
-        col("valid", "bigint", "Rows written to silver (upserts and deletes)."),
-        col("quarantined", "bigint", "Rows quarantined."),
-        col("filtered", "bigint", "Rows removed by a configured row filter."),
-        col("control", "bigint", "Schema events and snapshot markers (not rows)."),
-        col("stale", "bigint", "Images older than the stored row, ignored."),
-        col("dead_lettered", "bigint", "Records dead-lettered by the source or the transform."),
-        col("duplicates", "bigint", "Events already in bronze, absorbed."),
-        col("unknown_refs", "bigint", "Sale lines written with an unknown customer or product."),
+        COUNTS[0], COUNTS[1], COUNTS[2], COUNTS[3], COUNTS[4], COUNTS[5], COUNTS[6], COUNTS[7], COUNTS[8],
         col("reasons", "jsonb", "Quarantined rows by kind of failure: {\"reason\": rows}."),
     ],
     key: &["batch_xid", "model"],
