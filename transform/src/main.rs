@@ -151,7 +151,10 @@ async fn verify(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
         if !c.ok() {
             drift += 1;
             if !c.differing_columns.is_empty() {
-                println!("         differing columns: {}", c.differing_columns.join(", "));
+                println!(
+                    "         differing columns: {}",
+                    c.differing_columns.join(", ")
+                );
             }
             for s in &c.samples {
                 println!("         {s}");

@@ -87,7 +87,10 @@ pub fn calendar(dates: &Column) -> PolarsResult<DataFrame> {
         ),
     ];
     for g in GRAINS {
-        let p: Vec<i32> = days.iter().map(|&d| to_days(period_start(g, from_days(d)))).collect();
+        let p: Vec<i32> = days
+            .iter()
+            .map(|&d| to_days(period_start(g, from_days(d))))
+            .collect();
         cols.push(Column::new(format!("p_{g}").into(), p));
     }
     let prev: Vec<Option<i32>> = days
@@ -142,8 +145,14 @@ mod tests {
 
     #[test]
     fn shifts_and_years_ago() {
-        assert_eq!(period_shift("week", d(2024, 1, 1), -1), Some(d(2023, 12, 25)));
-        assert_eq!(period_shift("quarter", d(2024, 1, 1), -1), Some(d(2023, 10, 1)));
+        assert_eq!(
+            period_shift("week", d(2024, 1, 1), -1),
+            Some(d(2023, 12, 25))
+        );
+        assert_eq!(
+            period_shift("quarter", d(2024, 1, 1), -1),
+            Some(d(2023, 10, 1))
+        );
         assert_eq!(period_shift("all", d(1, 1, 1), -1), None);
         assert_eq!(year_ago("day", d(2024, 2, 29)), Some(d(2023, 2, 28)));
         assert_eq!(year_ago("week", d(2024, 1, 1)), Some(d(2023, 1, 2)));

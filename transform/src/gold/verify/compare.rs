@@ -19,7 +19,11 @@ pub struct Shape<'a> {
 }
 
 /// Both sides at the same scale for every numeric column; the scales used.
-fn align(shape: &Shape, stored: Table, recomputed: Table) -> PolarsResult<(DataFrame, DataFrame, Vec<u32>)> {
+fn align(
+    shape: &Shape,
+    stored: Table,
+    recomputed: Table,
+) -> PolarsResult<(DataFrame, DataFrame, Vec<u32>)> {
     let (mut s_exprs, mut r_exprs, mut scales) = (Vec::new(), Vec::new(), Vec::new());
     for (name, ty) in shape.cols {
         let (ss, rs) = match ty {
@@ -60,7 +64,9 @@ pub fn compare(shape: &Shape, stored: Table, recomputed: Table) -> PolarsResult<
     let values: Vec<usize> = (0..shape.cols.len())
         .filter(|&i| !shape.key.contains(&shape.cols[i].0))
         .collect();
-    let both = col("_stored").is_not_null().and(col("_recomputed").is_not_null());
+    let both = col("_stored")
+        .is_not_null()
+        .and(col("_recomputed").is_not_null());
     let diffs: Vec<Expr> = values
         .iter()
         .map(|&i| {
@@ -86,11 +92,14 @@ pub fn compare(shape: &Shape, stored: Table, recomputed: Table) -> PolarsResult<
         n(col("_stored").is_null()).alias("missing"),
         n(col("_differs")).alias("rows"),
     ];
-    counts.extend(values.iter().map(|&i| n(col(format!("_d_{}", shape.cols[i].0)))));
+    counts.extend(
+        values
+            .iter()
+            .map(|&i| n(col(format!("_d_{}", shape.cols[i].0)))),
+    );
     let counts = j.clone().lazy().select(counts).collect()?;
-    let get = |i: usize| -> PolarsResult<i64> {
-        Ok(counts.columns()[i].i64()?.get(0).unwrap_or(0))
-    };
+    let get =
+        |i: usize| -> PolarsResult<i64> { Ok(counts.columns()[i].i64()?.get(0).unwrap_or(0)) };
     let (extra, missing, differing_rows) = (get(0)?, get(1)?, get(2)?);
     let mut differing_cells = 0;
     let mut columns = Vec::new();
@@ -116,7 +125,12 @@ pub fn compare(shape: &Shape, stored: Table, recomputed: Table) -> PolarsResult<
 
 /// Up to 3 differences: a differing row, a row only stored, a row only recomputed first,
 /// then more of them in that order.
-fn samples(shape: &Shape, scales: &[u32], values: &[usize], j: &DataFrame) -> PolarsResult<Vec<String>> {
+fn samples(
+    shape: &Shape,
+    scales: &[u32],
+    values: &[usize],
+    j: &DataFrame,
+) -> PolarsResult<Vec<String>> {
     let kinds = [
         (col("_differs"), "differs"),
         (col("_recomputed").is_null(), "stored, not recomputed:"),
@@ -136,7 +150,9 @@ fn samples(shape: &Shape, scales: &[u32], values: &[usize], j: &DataFrame) -> Po
         for i in 0..rows.height() {
             lines.push(match label {
                 "differs" => differing_row(shape, scales, values, &rows, i)?,
-                "stored, not recomputed:" => format!("{label} {}", row(shape, scales, &rows, i, "")?),
+                "stored, not recomputed:" => {
+                    format!("{label} {}", row(shape, scales, &rows, i, "")?)
+                }
                 _ => format!("{label} {}", row(shape, scales, &rows, i, R)?),
             });
         }
@@ -168,7 +184,13 @@ fn value(rows: &DataFrame, name: &str, ty: Ty, scale: u32, i: usize) -> PolarsRe
 }
 
 /// `col=value …` of row i; key columns unsuffixed, the others with `suffix`.
-fn row(shape: &Shape, scales: &[u32], rows: &DataFrame, i: usize, suffix: &str) -> PolarsResult<String> {
+fn row(
+    shape: &Shape,
+    scales: &[u32],
+    rows: &DataFrame,
+    i: usize,
+    suffix: &str,
+) -> PolarsResult<String> {
     let mut parts = Vec::new();
     for (k, (name, ty)) in shape.cols.iter().enumerate() {
         let col_name = if shape.key.contains(name) {
@@ -176,12 +198,21 @@ fn row(shape: &Shape, scales: &[u32], rows: &DataFrame, i: usize, suffix: &str) 
         } else {
             format!("{name}{suffix}")
         };
-        parts.push(format!("{name}={}", value(rows, &col_name, *ty, scales[k], i)?));
+        parts.push(format!(
+            "{name}={}",
+            value(rows, &col_name, *ty, scales[k], i)?
+        ));
     }
     Ok(parts.join(" "))
 }
 
-fn differing_row(shape: &Shape, scales: &[u32], values: &[usize], rows: &DataFrame, i: usize) -> PolarsResult<String> {
+fn differing_row(
+    shape: &Shape,
+    scales: &[u32],
+    values: &[usize],
+    rows: &DataFrame,
+    i: usize,
+) -> PolarsResult<String> {
     let mut key = Vec::new();
     for (k, (name, ty)) in shape.cols.iter().enumerate() {
         if shape.key.contains(name) {
@@ -197,5 +228,9 @@ fn differing_row(shape: &Shape, scales: &[u32], values: &[usize], rows: &DataFra
             cells.push(format!("{name} stored {s}, recomputed {r}"));
         }
     }
-    Ok(format!("differs at {}: {}", key.join(" "), cells.join("; ")))
+    Ok(format!(
+        "differs at {}: {}",
+        key.join(" "),
+        cells.join("; ")
+    ))
 }

@@ -22,7 +22,10 @@ fn amounts(lf: &LazyFrame, scope: &str, measure: &str) -> LazyFrame {
     let (period, country) = if scope == "month" {
         (col("p_month"), lit(""))
     } else {
-        (lit(calendar::all_start()).cast(DataType::Int32), col("country"))
+        (
+            lit(calendar::all_start()).cast(DataType::Int32),
+            col("country"),
+        )
     };
     lf.clone().select([
         lit(scope).alias("scope"),
@@ -80,7 +83,9 @@ pub fn distribution_of(x: LazyFrame) -> anyhow::Result<Table> {
     }
     let out = [
         &KEYS[..],
-        &["n", "total", "mean", "stddev", "min", "p25", "median", "p75", "max"],
+        &[
+            "n", "total", "mean", "stddev", "min", "p25", "median", "p75", "max",
+        ],
     ]
     .concat();
     let df = g.lazy().select(cols(&out)).collect()?;
@@ -102,7 +107,13 @@ pub fn distribution_of(x: LazyFrame) -> anyhow::Result<Table> {
 /// `round(stddev_samp(amount), 6)` per group, in millionths.
 fn stddevs(g: &DataFrame) -> anyhow::Result<Column> {
     let get = |c: &str| -> PolarsResult<Int64Chunked> { Ok(g.column(c)?.i64()?.clone()) };
-    let (n, total, hh, hl, ll) = (get("n")?, get("total")?, get("_hh")?, get("_hl")?, get("_ll")?);
+    let (n, total, hh, hl, ll) = (
+        get("n")?,
+        get("total")?,
+        get("_hh")?,
+        get("_hl")?,
+        get("_ll")?,
+    );
     let mut out = Vec::with_capacity(g.height());
     for i in 0..g.height() {
         let v = |c: &Int64Chunked| i128::from(c.get(i).unwrap_or(0));
@@ -153,15 +164,28 @@ mod tests {
         )
         .unwrap();
         let t = distribution_of(x.lazy()).unwrap();
-        let df = t.df.sort(["period_start"], SortMultipleOptions::default()).unwrap();
-        let get = |c: &str| -> Vec<Option<i64>> {
-            df.column(c).unwrap().i64().unwrap().iter().collect()
-        };
+        let df =
+            t.df.sort(["period_start"], SortMultipleOptions::default())
+                .unwrap();
+        let get =
+            |c: &str| -> Vec<Option<i64>> { df.column(c).unwrap().i64().unwrap().iter().collect() };
         assert_eq!(get("n"), [Some(4), Some(1), Some(2)]);
-        assert_eq!(get("p25"), [Some(1_750_000), Some(-50_000), Some(900_000_000_002_500)]);
-        assert_eq!(get("median"), [Some(2_500_000), Some(-50_000), Some(900_000_000_005_000)]);
-        assert_eq!(get("p75"), [Some(4_750_000), Some(-50_000), Some(900_000_000_007_500)]);
-        assert_eq!(get("mean"), [Some(4_000_000), Some(-50_000), Some(900_000_000_005_000)]);
+        assert_eq!(
+            get("p25"),
+            [Some(1_750_000), Some(-50_000), Some(900_000_000_002_500)]
+        );
+        assert_eq!(
+            get("median"),
+            [Some(2_500_000), Some(-50_000), Some(900_000_000_005_000)]
+        );
+        assert_eq!(
+            get("p75"),
+            [Some(4_750_000), Some(-50_000), Some(900_000_000_007_500)]
+        );
+        assert_eq!(
+            get("mean"),
+            [Some(4_000_000), Some(-50_000), Some(900_000_000_005_000)]
+        );
         // 2 values one cent apart: sqrt(0.00005) = 0.007071.
         assert_eq!(get("stddev"), [Some(4_082_483), None, Some(7_071)]);
         assert_eq!(get("min"), [Some(100), Some(-5), Some(big)]);

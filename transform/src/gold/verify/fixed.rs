@@ -53,7 +53,11 @@ pub fn div_round(n: i128, d: i128) -> Option<i128> {
 
 /// [`div_round`] as a polars expression on Int64 columns: null when `den` is null or 0.
 pub fn div_round_expr(num: Expr, den: Expr) -> Expr {
-    let abs = |e: Expr| when(e.clone().lt(lit(0i64))).then(lit(0i64) - e.clone()).otherwise(e);
+    let abs = |e: Expr| {
+        when(e.clone().lt(lit(0i64)))
+            .then(lit(0i64) - e.clone())
+            .otherwise(e)
+    };
     let (an, ad) = (abs(num.clone()), abs(den.clone()));
     let q = (an * lit(2i64) + ad.clone()).floor_div(ad * lit(2i64));
     let negative = num.lt(lit(0i64)).neq(den.clone().lt(lit(0i64)));
@@ -91,7 +95,9 @@ pub fn stddev_micros(n: i64, sum: i128, sum_squares: i128) -> Option<i64> {
         return None;
     }
     let n = i128::from(n);
-    let num = n.checked_mul(sum_squares)?.checked_sub(sum.checked_mul(sum)?)?;
+    let num = n
+        .checked_mul(sum_squares)?
+        .checked_sub(sum.checked_mul(sum)?)?;
     // Variance in cents² = num / (n (n - 1)); the deviation in millionths of a unit is
     // sqrt(variance · 10^8).
     let v = sqrt_round(num, n * (n - 1), 100_000_000)?;
@@ -121,14 +127,26 @@ mod tests {
         assert_eq!(div_round(12, 5), Some(2));
         assert_eq!(div_round(13, 5), Some(3));
         assert_eq!(div_round(1, 0), None);
-        let df = df!("n" => [5i64, -5, 5, 12, 1001, 1, -7], "d" => [2i64, 2, -2, 5, 2, 0, 3]).unwrap();
+        let df =
+            df!("n" => [5i64, -5, 5, 12, 1001, 1, -7], "d" => [2i64, 2, -2, 5, 2, 0, 3]).unwrap();
         let out = df
             .lazy()
             .select([div_round_expr(col("n"), col("d")).alias("q")])
             .collect()
             .unwrap();
         let q: Vec<Option<i64>> = out.column("q").unwrap().i64().unwrap().iter().collect();
-        assert_eq!(q, [Some(3), Some(-3), Some(-3), Some(2), Some(501), None, Some(-2)]);
+        assert_eq!(
+            q,
+            [
+                Some(3),
+                Some(-3),
+                Some(-3),
+                Some(2),
+                Some(501),
+                None,
+                Some(-2)
+            ]
+        );
     }
 
     #[test]

@@ -58,8 +58,13 @@ impl Builder {
         };
         match self {
             Builder::Text(b) => b.append_value(v),
-            Builder::Int(b) => b.append_value(anyhow::Context::with_context(v.parse::<i64>(), || format!("integer {v:?}"))?),
-            Builder::Date(b) => b.append_value(parse_date(v).with_context(|| format!("date {v:?}"))?),
+            Builder::Int(b) => b
+                .append_value(anyhow::Context::with_context(v.parse::<i64>(), || {
+                    format!("integer {v:?}")
+                })?),
+            Builder::Date(b) => {
+                b.append_value(parse_date(v).with_context(|| format!("date {v:?}"))?)
+            }
             Builder::Bool(b) => b.append_value(v == "t"),
             Builder::Num(b, scale) => {
                 let (m, s) = fixed::parse(v).with_context(|| format!("numeric {v:?}"))?;
@@ -195,7 +200,12 @@ mod tests {
 
     #[test]
     fn parses_copy_text_lines() {
-        let cols = [("a", Ty::Text), ("d", Ty::Date), ("q", Ty::Num(0)), ("m", Ty::Num(2))];
+        let cols = [
+            ("a", Ty::Text),
+            ("d", Ty::Date),
+            ("q", Ty::Num(0)),
+            ("m", Ty::Num(2)),
+        ];
         let mut b: Vec<Builder> = cols.iter().map(|(n, t)| Builder::new(n, *t)).collect();
         push_line(b"x\\ty\t2024-01-31\t17.00\t1.5", &mut b).unwrap();
         push_line(b"\\N\t\\N\t0.125\t\\N", &mut b).unwrap();

@@ -62,43 +62,60 @@ pub fn facts(s: &Silver) -> PolarsResult<Facts> {
         col("country"),
         lit(true).alias("_known_customer"),
     ]);
-    let products =
-        s.products.df.clone().lazy().select([col("product_id"), lit(true).alias("_known_product")]);
+    let products = s
+        .products
+        .df
+        .clone()
+        .lazy()
+        .select([col("product_id"), lit(true).alias("_known_product")]);
     let lines = s
         .sales
         .df
         .clone()
         .lazy()
-        .join(customers, [col("customer_id")], [col("customer_id")], left())
+        .join(
+            customers,
+            [col("customer_id")],
+            [col("customer_id")],
+            left(),
+        )
         .join(products, [col("product_id")], [col("product_id")], left())
-        .join(cal.clone().lazy(), [col("sale_date")], [col("date")], left())
+        .join(
+            cal.clone().lazy(),
+            [col("sale_date")],
+            [col("date")],
+            left(),
+        )
         .select(
             [
-            col("sale_id"),
-            col("order_id"),
-            col("date_key"),
-            col("sale_date"),
-            when(col("_known_customer").is_not_null())
-                .then(col("customer_id"))
-                .otherwise(lit("UNKNOWN"))
-                .alias("customer_key"),
-            col("customer_id").alias("source_customer_id"),
-            when(col("_known_product").is_not_null())
-                .then(col("product_id"))
-                .otherwise(lit("UNKNOWN"))
-                .alias("product_key"),
-            col("product_id").alias("source_product_id"),
-            col("employee_id").fill_null(lit("UNKNOWN")).alias("employee_key"),
-            col("country").fill_null(lit("Unknown")),
-            col("quantity"),
-            col("unit_price"),
-            col("amount"),
-            col("_bronze_event_id"),
-            col("prev_month"),
-        ]
-        .into_iter()
-        .chain(periods.clone())
-        .collect::<Vec<_>>())
+                col("sale_id"),
+                col("order_id"),
+                col("date_key"),
+                col("sale_date"),
+                when(col("_known_customer").is_not_null())
+                    .then(col("customer_id"))
+                    .otherwise(lit("UNKNOWN"))
+                    .alias("customer_key"),
+                col("customer_id").alias("source_customer_id"),
+                when(col("_known_product").is_not_null())
+                    .then(col("product_id"))
+                    .otherwise(lit("UNKNOWN"))
+                    .alias("product_key"),
+                col("product_id").alias("source_product_id"),
+                col("employee_id")
+                    .fill_null(lit("UNKNOWN"))
+                    .alias("employee_key"),
+                col("country").fill_null(lit("Unknown")),
+                col("quantity"),
+                col("unit_price"),
+                col("amount"),
+                col("_bronze_event_id"),
+                col("prev_month"),
+            ]
+            .into_iter()
+            .chain(periods.clone())
+            .collect::<Vec<_>>(),
+        )
         .cache();
     let orders = lines
         .clone()
@@ -119,17 +136,38 @@ pub fn facts(s: &Silver) -> PolarsResult<Facts> {
 }
 
 const FACT_SALES: [&str; 14] = [
-    "sale_id", "order_id", "date_key", "sale_date", "customer_key", "source_customer_id",
-    "product_key", "source_product_id", "employee_key", "country", "quantity", "unit_price",
-    "amount", "_bronze_event_id",
+    "sale_id",
+    "order_id",
+    "date_key",
+    "sale_date",
+    "customer_key",
+    "source_customer_id",
+    "product_key",
+    "source_product_id",
+    "employee_key",
+    "country",
+    "quantity",
+    "unit_price",
+    "amount",
+    "_bronze_event_id",
 ];
 const FACT_ORDERS: [&str; 8] = [
-    "order_id", "order_date", "customer_key", "country", "employee_key", "lines", "units", "amount",
+    "order_id",
+    "order_date",
+    "customer_key",
+    "country",
+    "employee_key",
+    "lines",
+    "units",
+    "amount",
 ];
 
 pub fn fact_sales(f: &Facts) -> PolarsResult<Table> {
     let df = f.lines.clone().select(cols(&FACT_SALES)).collect()?;
-    Ok(table(df, &[("quantity", f.qty), ("unit_price", 2), ("amount", 2)]))
+    Ok(table(
+        df,
+        &[("quantity", f.qty), ("unit_price", 2), ("amount", 2)],
+    ))
 }
 
 pub fn fact_orders(f: &Facts) -> PolarsResult<Table> {
@@ -142,7 +180,10 @@ fn by_grain(lf: &LazyFrame, grains: &[&str], keep: &[&str]) -> PolarsResult<Lazy
     let parts: Vec<LazyFrame> = grains
         .iter()
         .map(|g| {
-            let mut sel = vec![lit(*g).alias("grain"), col(format!("p_{g}")).alias("period_start")];
+            let mut sel = vec![
+                lit(*g).alias("grain"),
+                col(format!("p_{g}")).alias("period_start"),
+            ];
             sel.extend(cols(keep));
             lf.clone().select(sel)
         })
@@ -157,15 +198,22 @@ pub fn period_mart(f: &Facts, grains: &[&str], group: Option<&str>) -> PolarsRes
     keys.extend(group);
     let line_cols: Vec<&str> = group.into_iter().chain(["amount", "quantity"]).collect();
     let order_cols: Vec<&str> = group.into_iter().chain(["customer_key"]).collect();
-    let l = by_grain(&f.lines, grains, &line_cols)?.group_by(cols(&keys)).agg([
-        col("amount").sum().alias("revenue"),
-        count().alias("lines"),
-        col("quantity").sum().alias("units"),
-    ]);
-    let o = by_grain(&f.orders, grains, &order_cols)?.group_by(cols(&keys)).agg([
-        count().alias("orders"),
-        col("customer_key").n_unique().cast(DataType::Int64).alias("customers"),
-    ]);
+    let l = by_grain(&f.lines, grains, &line_cols)?
+        .group_by(cols(&keys))
+        .agg([
+            col("amount").sum().alias("revenue"),
+            count().alias("lines"),
+            col("quantity").sum().alias("units"),
+        ]);
+    let o = by_grain(&f.orders, grains, &order_cols)?
+        .group_by(cols(&keys))
+        .agg([
+            count().alias("orders"),
+            col("customer_key")
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("customers"),
+        ]);
     let mut out = cols(&keys);
     out.extend([
         col("revenue").fill_null(lit(0i64)),
@@ -176,8 +224,14 @@ pub fn period_mart(f: &Facts, grains: &[&str], group: Option<&str>) -> PolarsRes
         // round(revenue / nullif(orders, 0), 2) on the unjoined values.
         div_round_expr(col("revenue"), col("orders")).alias("avg_basket"),
     ]);
-    let df = l.join(o, cols(&keys), cols(&keys), full_using()).select(out).collect()?;
-    Ok(table(df, &[("revenue", 2), ("units", f.qty), ("avg_basket", 2)]))
+    let df = l
+        .join(o, cols(&keys), cols(&keys), full_using())
+        .select(out)
+        .collect()?;
+    Ok(table(
+        df,
+        &[("revenue", 2), ("units", f.qty), ("avg_basket", 2)],
+    ))
 }
 
 /// Growth of sales_by_period (grains other than all) against the previous period and the
@@ -225,7 +279,12 @@ pub fn growth(sales_by_period: &DataFrame) -> PolarsResult<Table> {
         .collect()?;
     Ok(table(
         df,
-        &[("prev_revenue", 2), ("growth_prev_pct", 2), ("yoy_revenue", 2), ("growth_yoy_pct", 2)],
+        &[
+            ("prev_revenue", 2),
+            ("growth_prev_pct", 2),
+            ("yoy_revenue", 2),
+            ("growth_yoy_pct", 2),
+        ],
     ))
 }
 
@@ -240,7 +299,10 @@ pub fn product_month(f: &Facts) -> PolarsResult<Table> {
             col("amount").sum().alias("revenue"),
             col("quantity").sum().alias("units"),
             count().alias("lines"),
-            col("order_id").n_unique().cast(DataType::Int64).alias("orders"),
+            col("order_id")
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("orders"),
             col("prev_month").first(),
         ])
         .cache();
@@ -360,14 +422,22 @@ pub fn web_usage_daily(s: &Silver) -> PolarsResult<Table> {
             col("channel").fill_null(lit("unknown")),
         ])
         .agg([
-            col("session_id").drop_nulls().n_unique().cast(DataType::Int64).alias("sessions"),
+            col("session_id")
+                .drop_nulls()
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("sessions"),
             ty.clone()
                 .eq(lit("page_view"))
                 .or(ty.eq(lit("screen_view")))
                 .cast(DataType::Int64)
                 .sum()
                 .alias("page_views"),
-            col("customer_id").drop_nulls().n_unique().cast(DataType::Int64).alias("customers"),
+            col("customer_id")
+                .drop_nulls()
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("customers"),
             count().alias("events"),
         ])
         .collect()?;
@@ -399,9 +469,8 @@ mod tests {
             .sort(["period_start"], SortMultipleOptions::default())
             .unwrap();
         assert_eq!(g.height(), 4, "grain all has no growth");
-        let get = |c: &str| -> Vec<Option<i64>> {
-            g.column(c).unwrap().i64().unwrap().iter().collect()
-        };
+        let get =
+            |c: &str| -> Vec<Option<i64>> { g.column(c).unwrap().i64().unwrap().iter().collect() };
         assert_eq!(get("prev_revenue"), [None, None, Some(15_000), None]);
         assert_eq!(get("growth_prev_pct"), [None, None, Some(-2_000), None]);
         assert_eq!(get("yoy_revenue"), [None, None, None, Some(10_000)]);

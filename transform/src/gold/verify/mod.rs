@@ -216,8 +216,15 @@ async fn read(client: &mut Client) -> anyhow::Result<(marts::Silver, Vec<Table>)
 
 /// Every mart recomputed, in the order of [`STORED`].
 fn recompute(s: &marts::Silver) -> anyhow::Result<Vec<Table>> {
-    for (t, c) in [(&s.sales, "amount"), (&s.sales, "unit_price"), (&s.products, "unit_price")] {
-        anyhow::ensure!(t.scales.get(c) == Some(&2), "silver {c} has more than 2 decimals");
+    for (t, c) in [
+        (&s.sales, "amount"),
+        (&s.sales, "unit_price"),
+        (&s.products, "unit_price"),
+    ] {
+        anyhow::ensure!(
+            t.scales.get(c) == Some(&2),
+            "silver {c} has more than 2 decimals"
+        );
     }
     let f = marts::facts(s)?;
     let sales_by_period = marts::period_mart(&f, &calendar::GRAINS, None)?;
@@ -246,7 +253,11 @@ pub async fn verify(client: &mut Client) -> anyhow::Result<Vec<MartCheck>> {
         drop(silver);
         let mut out = Vec::with_capacity(STORED.len());
         for ((m, s), r) in STORED.iter().zip(stored).zip(recomputed) {
-            let shape = compare::Shape { mart: m.mart, key: m.key, cols: m.cols };
+            let shape = compare::Shape {
+                mart: m.mart,
+                key: m.key,
+                cols: m.cols,
+            };
             let check = compare::compare(&shape, s, r)
                 .map_err(|e| anyhow::anyhow!("comparing gold mart {}: {e}", m.mart))?;
             out.push(check);
