@@ -247,8 +247,15 @@ fn recompute(s: &marts::Silver) -> anyhow::Result<Vec<Table>> {
 
 /// Compares every mart with its recomputation from silver.
 pub async fn verify(client: &mut Client) -> anyhow::Result<Vec<MartCheck>> {
+    let t0 = std::time::Instant::now();
     let (silver, stored) = read(client).await?;
+    tracing::info!(
+        seconds = t0.elapsed().as_secs_f64(),
+        sale_lines = silver.sales.df.height(),
+        "verify: silver and the stored marts read"
+    );
     tokio::task::spawn_blocking(move || {
+        let t1 = std::time::Instant::now();
         let recomputed = recompute(&silver)?;
         drop(silver);
         let mut out = Vec::with_capacity(STORED.len());
@@ -262,6 +269,10 @@ pub async fn verify(client: &mut Client) -> anyhow::Result<Vec<MartCheck>> {
                 .map_err(|e| anyhow::anyhow!("comparing gold mart {}: {e}", m.mart))?;
             out.push(check);
         }
+        tracing::info!(
+            seconds = t1.elapsed().as_secs_f64(),
+            "verify: marts recomputed in polars and compared"
+        );
         Ok(out)
     })
     .await?
