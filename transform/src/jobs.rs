@@ -242,8 +242,8 @@ async fn verify(client: &mut Client) -> anyhow::Result<u64> {
         .filter(|c| !c.ok())
         .map(|c| {
             format!(
-                "{} ({} stored rows not recomputed, {} recomputed rows not stored)",
-                c.mart, c.extra, c.missing
+                "{} ({} stored rows not recomputed, {} recomputed rows not stored, {} differing cells)",
+                c.mart, c.extra, c.missing, c.differing_cells
             )
         })
         .collect();

@@ -38,8 +38,8 @@ enum Command {
     Run,
     /// Apply pending migrations and exit.
     Migrate,
-    /// Recompute every gold mart from silver with full GROUP BYs and compare it with the
-    /// stored marts, cell by cell; prints the differences, exits 1 on drift.
+    /// Recompute every gold mart from silver in polars and compare it with the stored
+    /// marts, cell by cell (to the cent); prints the differences, exits 1 on drift.
     Verify,
     /// Rebuild marts from silver in bulk (after a model or mapping change), in one
     /// transaction that batches wait for.
@@ -139,17 +139,23 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn verify(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
+    let t0 = Instant::now();
     let checks = gold::verify::verify(client).await?;
     let mut drift = 0;
     for c in &checks {
-        if c.ok() {
-            println!("ok     {:<24} {:>10} rows", c.mart, c.stored_rows);
-        } else {
+        let status = if c.ok() { "ok   " } else { "DRIFT" };
+        println!(
+            "{status}  {:<24} {:>10} rows, {} extra (stored only), {} missing (recomputed only), {} differing cells",
+            c.mart, c.stored_rows, c.extra, c.missing, c.differing_cells
+        );
+        if !c.ok() {
             drift += 1;
-            println!(
-                "DRIFT  {:<24} {:>10} rows: {} stored rows not recomputed, {} recomputed rows not stored",
-                c.mart, c.stored_rows, c.extra, c.missing
-            );
+            if !c.differing_columns.is_empty() {
+                println!(
+                    "         differing columns: {}",
+                    c.differing_columns.join(", ")
+                );
+            }
             for s in &c.samples {
                 println!("         {s}");
             }
@@ -161,7 +167,11 @@ async fn verify(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
         );
         std::process::exit(1);
     }
-    println!("gold matches silver: {} marts verified", checks.len());
+    println!(
+        "gold matches silver: {} marts verified in {:.1} s",
+        checks.len(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
