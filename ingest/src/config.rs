@@ -68,6 +68,37 @@ pub struct CsvEntity {
     pub key: Vec<String>,
     /// Overrides the default delimiter for this entity.
     pub delimiter: Option<char>,
+    /// Character encoding of the entity's files, as a WHATWG label (`utf-8`, the default;
+    /// `windows-1252` for French or German Excel exports, `iso-8859-1`, `iso-8859-15`,
+    /// `shift_jis`, …). Encodings whose delimiters, quotes and newlines are not ASCII bytes
+    /// (UTF-16) are refused at start.
+    pub encoding: Option<String>,
+}
+
+impl CsvEntity {
+    /// The entity's encoding; `None` for UTF-8 (read strictly, without copying).
+    pub fn encoding(&self) -> Result<Option<&'static encoding_rs::Encoding>, String> {
+        let Some(label) = self.encoding.as_deref() else {
+            return Ok(None);
+        };
+        let enc = encoding_rs::Encoding::for_label(label.trim().as_bytes()).ok_or_else(|| {
+            format!(
+                "entity {:?}: unknown encoding {label:?} (use a WHATWG label such as \"utf-8\", \"windows-1252\", \"iso-8859-15\")",
+                self.name
+            )
+        })?;
+        if enc == encoding_rs::UTF_8 {
+            return Ok(None);
+        }
+        if !enc.is_ascii_compatible() {
+            return Err(format!(
+                "entity {:?}: encoding {} is not supported (its delimiters and newlines are not single ASCII bytes); convert the files to UTF-8",
+                self.name,
+                enc.name()
+            ));
+        }
+        Ok(Some(enc))
+    }
 }
 
 fn default_delimiter() -> char {
@@ -127,6 +158,7 @@ impl Settings {
                 }
                 glob::Pattern::new(&e.pattern)
                     .map_err(|err| format!("entity {:?}: bad pattern: {err}", e.name))?;
+                e.encoding()?;
                 for d in [Some(csv.delimiter), e.delimiter].into_iter().flatten() {
                     if !d.is_ascii() {
                         return Err(format!("delimiter {d:?} is not a single ASCII byte"));
@@ -158,5 +190,39 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CsvEntity;
+
+    fn entity(encoding: Option<&str>) -> CsvEntity {
+        CsvEntity {
+            name: "customers".into(),
+            pattern: "customers*.csv".into(),
+            key: vec!["customer_id".into()],
+            delimiter: None,
+            encoding: encoding.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn encodings_by_label() {
+        assert_eq!(entity(None).encoding(), Ok(None));
+        assert_eq!(entity(Some("UTF-8")).encoding(), Ok(None));
+        let latin = entity(Some("windows-1252")).encoding().unwrap().unwrap();
+        assert_eq!(latin.name(), "windows-1252");
+        // WHATWG: iso-8859-1 is read as windows-1252 (its superset).
+        let iso = entity(Some(" iso-8859-1 ")).encoding().unwrap().unwrap();
+        assert_eq!(iso.name(), "windows-1252");
+        assert!(entity(Some("latin-9000"))
+            .encoding()
+            .unwrap_err()
+            .contains("unknown encoding"));
+        assert!(entity(Some("utf-16le"))
+            .encoding()
+            .unwrap_err()
+            .contains("convert the files to UTF-8"));
     }
 }

@@ -15,6 +15,7 @@ use super::{Source, SourceContext, SourceError};
 use crate::checkpoint::CheckpointFile;
 use crate::config::{CsvEntity, CsvSettings};
 use crate::publisher::Batch;
+use encoding_rs::Encoding;
 use etl_contract::{
     csv_source_key, data_topic, dead_letter_topic, CsvSource as CsvPosition, DeadLetter,
     DeadLetterOrigin, Envelope, Op, CONTRACT_VERSION,
@@ -23,6 +24,7 @@ use futures::future::BoxFuture;
 use records::{Item, Splitter};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -103,7 +105,7 @@ fn open_same(path: &Path, id: &str) -> std::io::Result<Option<File>> {
 /// A row image: header names to field values, serialized as a JSON object.
 struct Row<'a> {
     names: &'a [String],
-    values: &'a [&'a str],
+    values: &'a [Cow<'a, str>],
 }
 
 impl Serialize for Row<'_> {
@@ -120,7 +122,7 @@ impl Serialize for Row<'_> {
 struct Key<'a> {
     names: &'a [String],
     idx: &'a [usize],
-    values: &'a [&'a str],
+    values: &'a [Cow<'a, str>],
 }
 
 impl Serialize for Key<'_> {
@@ -336,7 +338,9 @@ impl CsvSource {
             .take(self.settings.max_record_bytes as u64 + 3)
             .read_to_end(&mut buf)
             .map_err(io_err(format!("cannot read {}", fs.path.display())))?;
-        let bom = if buf.starts_with(b"\xEF\xBB\xBF") {
+        // Checked when the configuration was loaded.
+        let enc = entity.encoding().ok().flatten();
+        let bom = if enc.is_none() && buf.starts_with(b"\xEF\xBB\xBF") {
             3
         } else {
             0
@@ -353,7 +357,7 @@ impl CsvSource {
                 let names: Vec<String> = r
                     .fields
                     .iter()
-                    .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                    .map(|f| decode_lossy(enc, f).trim().to_string())
                     .collect();
                 let key_idx = entity
                     .key
@@ -443,6 +447,7 @@ impl CsvSource {
         // Keys and values of the whole chunk, back to back in one buffer: no allocation per
         // row.
         let max_bytes = ctx.publisher.max_record_bytes();
+        let enc = entity.encoding().ok().flatten(); // checked when the configuration was loaded
         let consumed = splitter.split(buf, |item| {
             let (rec_start, raw, nl_before, nl, fields) = match item {
                 Item::Record(r) => (
@@ -475,7 +480,7 @@ impl CsvSource {
                     "record longer than {} bytes without an end (unbalanced quote?)",
                     self.settings.max_record_bytes
                 )),
-                Some(fields) => build_row(header, &fields),
+                Some(fields) => build_row(header, enc, &fields),
             };
             let verdict: Result<(), String> = match verdict {
                 Ok(values) => {
@@ -627,9 +632,21 @@ struct Pending {
     bytes: u64,
 }
 
+/// Header names in the entity's encoding (invalid bytes replaced).
+fn decode_lossy(enc: Option<&'static Encoding>, f: &[u8]) -> String {
+    match enc {
+        None => String::from_utf8_lossy(f).into_owned(),
+        Some(enc) => enc.decode_without_bom_handling(f).0.into_owned(),
+    }
+}
+
 /// Checks a record against its file's header; returns the field values or the reason to
 /// dead-letter it.
-fn build_row<'a>(header: &Header, fields: &[&'a [u8]]) -> Result<Vec<&'a str>, String> {
+fn build_row<'a>(
+    header: &Header,
+    enc: Option<&'static Encoding>,
+    fields: &[&'a [u8]],
+) -> Result<Vec<Cow<'a, str>>, String> {
     if fields.len() != header.names.len() {
         return Err(format!(
             "expected {} fields as in the header, found {}",
@@ -639,17 +656,27 @@ fn build_row<'a>(header: &Header, fields: &[&'a [u8]]) -> Result<Vec<&'a str>, S
     }
     let mut values = Vec::with_capacity(fields.len());
     for (i, f) in fields.iter().enumerate() {
-        match std::str::from_utf8(f) {
-            Ok(s) => values.push(s),
-            Err(e) => {
-                return Err(format!(
-                    "field {} ({}) is not valid UTF-8 (invalid byte at {})",
+        let value = match enc {
+            None => std::str::from_utf8(f).map(Cow::Borrowed).map_err(|e| {
+                format!(
+                    "field {} ({}) is not valid UTF-8 (invalid byte at {}); if the file is in another encoding, set `encoding` on the entity (e.g. \"windows-1252\")",
                     i + 1,
                     header.names[i],
                     e.valid_up_to()
-                ))
-            }
-        }
+                )
+            })?,
+            Some(enc) => enc
+                .decode_without_bom_handling_and_without_replacement(f)
+                .ok_or_else(|| {
+                    format!(
+                        "field {} ({}) is not valid {}",
+                        i + 1,
+                        header.names[i],
+                        enc.name()
+                    )
+                })?,
+        };
+        values.push(value);
     }
     let idx = header
         .key_idx
