@@ -2,6 +2,7 @@
 //! (Windows-1252, `;`-free but with accented names) lands complete in silver with its names
 //! decoded, through ingest, the broker and transform; the same bytes without the `encoding`
 //! setting are dead-lettered with a reason that names the setting, never silently mangled.
+//! A header that names a column twice dead-letters the file's rows, naming the column.
 
 use anyhow::Result;
 use e2e_tests::{count, wait_for, Scratch};
@@ -100,6 +101,37 @@ async fn without_the_setting_the_rows_are_dead_lettered_with_a_hint() -> Result<
     )
     .await?;
     assert_eq!(hinted, 3, "each reason names the setting");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM silver.customers").await?,
+        0
+    );
+    ingest.stop()?;
+    transform.stop()?;
+    s.cleanup().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_naming_a_column_twice_dead_letters_the_files_rows() -> Result<()> {
+    let s = Scratch::new("duphdr", None).await?;
+    s.drop_file(
+        "customers_dup.csv",
+        b"customer_id,full_name,full_name\nC1,Ann,Bob\nC2,Cid,Dee\n",
+    )?;
+    let mut ingest = s.start("ingest")?;
+    let mut transform = s.start("transform")?;
+    let db = s.db().await?;
+    wait_for(Duration::from_secs(60), "2 dead letters", || async {
+        Ok((count(&db, "SELECT count(*) FROM bronze.dead_letters").await? == 2).then_some(()))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\ningest log:\n{}", s.log("ingest")))?;
+    let named = count(
+        &db,
+        "SELECT count(*) FROM bronze.dead_letters WHERE reason LIKE '%names column \"full_name\" twice (columns 2 and 3)%'",
+    )
+    .await?;
+    assert_eq!(named, 2, "each row's dead letter names the column");
     assert_eq!(
         count(&db, "SELECT count(*) FROM silver.customers").await?,
         0

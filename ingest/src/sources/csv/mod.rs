@@ -67,7 +67,8 @@ pub struct CsvSource {
 /// In-memory knowledge about a file that is not worth persisting (re-read from the file).
 struct Header {
     names: Vec<String>,
-    /// Index of each key column, or the name of the first missing one.
+    /// Index of each key column, or why the file's rows cannot be read (a key column is
+    /// missing, or two columns have the same name).
     key_idx: Result<Vec<usize>, String>,
     /// Where the data starts (after the header line) and the line number there.
     data_offset: u64,
@@ -359,11 +360,7 @@ impl CsvSource {
                     .iter()
                     .map(|f| decode_lossy(enc, f).trim().to_string())
                     .collect();
-                let key_idx = entity
-                    .key
-                    .iter()
-                    .map(|k| names.iter().position(|n| n == k).ok_or_else(|| k.clone()))
-                    .collect();
+                let key_idx = header_keys(&names, &entity.key);
                 header = Some(Header {
                     names,
                     key_idx,
@@ -398,8 +395,8 @@ impl CsvSource {
         if !headers.contains_key(id) {
             match self.load_header(fs, entity)? {
                 Some(h) => {
-                    if let Err(missing) = &h.key_idx {
-                        warn!(file = %fs.path.display(), column = %missing, entity = %entity.name, "header lacks a key column; rows will be dead-lettered");
+                    if let Err(reason) = &h.key_idx {
+                        warn!(file = %fs.path.display(), %reason, entity = %entity.name, "unusable header; the file's rows will be dead-lettered");
                     }
                     headers.insert(id.to_string(), h);
                 }
@@ -632,6 +629,53 @@ struct Pending {
     bytes: u64,
 }
 
+/// The key columns' indexes in a header, or why its rows cannot be read: two columns with
+/// the same name (which one would a value belong to?) or a missing key column.
+fn header_keys(names: &[String], key: &[String]) -> Result<Vec<usize>, String> {
+    for (j, n) in names.iter().enumerate() {
+        if let Some(i) = names[..j].iter().position(|m| m == n) {
+            return Err(format!(
+                "the file's header names column {n:?} twice (columns {} and {}); rename one",
+                i + 1,
+                j + 1
+            ));
+        }
+    }
+    key.iter()
+        .map(|k| {
+            names
+                .iter()
+                .position(|n| n == k)
+                .ok_or_else(|| format!("the file's header has no key column {k:?}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::header_keys;
+
+    fn v(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn keys_duplicates_and_missing_columns() {
+        assert_eq!(header_keys(&v(&["a", "id", "b"]), &v(&["id"])), Ok(vec![1]));
+        assert_eq!(
+            header_keys(&v(&["id", "name", "name"]), &v(&["id"])),
+            Err(
+                "the file's header names column \"name\" twice (columns 2 and 3); rename one"
+                    .into()
+            )
+        );
+        assert_eq!(
+            header_keys(&v(&["a", "b"]), &v(&["id"])),
+            Err("the file's header has no key column \"id\"".into())
+        );
+    }
+}
+
 /// Header names in the entity's encoding (invalid bytes replaced).
 fn decode_lossy(enc: Option<&'static Encoding>, f: &[u8]) -> String {
     match enc {
@@ -678,10 +722,7 @@ fn build_row<'a>(
         };
         values.push(value);
     }
-    let idx = header
-        .key_idx
-        .as_ref()
-        .map_err(|missing| format!("the file's header has no key column {missing:?}"))?;
+    let idx = header.key_idx.as_ref().map_err(Clone::clone)?;
     for &i in idx {
         if values[i].trim().is_empty() {
             return Err(format!("primary key column {:?} is empty", header.names[i]));
