@@ -651,31 +651,6 @@ fn header_keys(names: &[String], key: &[String]) -> Result<Vec<usize>, String> {
         .collect()
 }
 
-#[cfg(test)]
-mod header_tests {
-    use super::header_keys;
-
-    fn v(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn keys_duplicates_and_missing_columns() {
-        assert_eq!(header_keys(&v(&["a", "id", "b"]), &v(&["id"])), Ok(vec![1]));
-        assert_eq!(
-            header_keys(&v(&["id", "name", "name"]), &v(&["id"])),
-            Err(
-                "the file's header names column \"name\" twice (columns 2 and 3); rename one"
-                    .into()
-            )
-        );
-        assert_eq!(
-            header_keys(&v(&["a", "b"]), &v(&["id"])),
-            Err("the file's header has no key column \"id\"".into())
-        );
-    }
-}
-
 /// Header names in the entity's encoding (invalid bytes replaced).
 fn decode_lossy(enc: Option<&'static Encoding>, f: &[u8]) -> String {
     match enc {
@@ -749,5 +724,30 @@ impl Source for CsvSource {
 
     fn run(&self, ctx: SourceContext) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(self.run_loop(ctx))
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::header_keys;
+
+    fn v(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn keys_duplicates_and_missing_columns() {
+        assert_eq!(header_keys(&v(&["a", "id", "b"]), &v(&["id"])), Ok(vec![1]));
+        assert_eq!(
+            header_keys(&v(&["id", "name", "name"]), &v(&["id"])),
+            Err(
+                "the file's header names column \"name\" twice (columns 2 and 3); rename one"
+                    .into()
+            )
+        );
+        assert_eq!(
+            header_keys(&v(&["a", "b"]), &v(&["id"])),
+            Err("the file's header has no key column \"id\"".into())
+        );
     }
 }
