@@ -57,22 +57,24 @@ fn kafka_origin(m: &OwnedMessage) -> (String, serde_json::Value) {
     )
 }
 
-/// Applies a batch in one transaction.
-pub async fn process_batch(
-    client: &mut Client,
-    router: &Router,
-    batch: &[OwnedMessage],
-) -> Result<BatchStats, DbError> {
-    let mut stats = BatchStats {
-        records: batch.len() as u64,
-        ..Default::default()
-    };
+/// A batch's records, decoded: change events for bronze (with their images for silver)
+/// and records for the dead-letter table.
+struct Decoded<'a> {
+    rows: Vec<BronzeRow<'a>>,
+    parsed: Vec<Parsed<'a>>,
+    dead: Vec<DeadRow>,
+    tombstones: u64,
+}
+
+/// Decodes every record of a batch; nothing here touches the database.
+fn decode<'a>(router: &Router, batch: &'a [OwnedMessage]) -> Decoded<'a> {
+    let mut tombstones = 0;
     let mut rows: Vec<BronzeRow> = Vec::with_capacity(batch.len());
     let mut parsed: Vec<Parsed> = Vec::with_capacity(batch.len());
     let mut dead: Vec<DeadRow> = Vec::new();
     for m in batch {
         let Some(payload) = m.payload() else {
-            stats.tombstones += 1;
+            tombstones += 1;
             continue;
         };
         if m.topic() == router.dlq_topic {
@@ -147,6 +149,31 @@ pub async fn process_batch(
             }
         }
     }
+    Decoded {
+        rows,
+        parsed,
+        dead,
+        tombstones,
+    }
+}
+
+/// Applies a batch in one transaction.
+pub async fn process_batch(
+    client: &mut Client,
+    router: &Router,
+    batch: &[OwnedMessage],
+) -> Result<BatchStats, DbError> {
+    let mut stats = BatchStats {
+        records: batch.len() as u64,
+        ..Default::default()
+    };
+    let Decoded {
+        rows,
+        parsed,
+        dead,
+        tombstones,
+    } = decode(router, batch);
+    stats.tombstones = tombstones;
 
     let tx = client
         .transaction()
