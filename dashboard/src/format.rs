@@ -99,6 +99,38 @@ pub fn format_compact(value: f64) -> String {
     format!("{text}{suffix}")
 }
 
+/// Percent-encoding for a URL query value or path segment (`/` kept).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A table cell as shown: exact decimals keep their digits, only grouped and padded.
+pub fn format_cell(kind: crate::model::Kind, value: Option<&str>) -> String {
+    use crate::model::Kind;
+    let Some(v) = value else {
+        return "–".to_string();
+    };
+    match kind {
+        Kind::Money => format_decimal(v, 2),
+        Kind::Count => format_decimal(v, 0),
+        Kind::Pct => format!("{} %", format_decimal(v, 2)),
+        Kind::Ratio => match v.parse::<f64>() {
+            Ok(r) => format!("{:.1} %", r * 100.0),
+            Err(_) => v.to_string(),
+        },
+        Kind::Text | Kind::Date | Kind::Number => v.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

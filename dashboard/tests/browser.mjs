@@ -2,10 +2,11 @@
 // the scratch database). Uses playwright-core with the system Chromium: never downloads one.
 //
 // env: DASHBOARD_URL, TEST_DB_URL (psql), EXPECT_REVENUE, NEW_SALES_SQL, NEW_SALES_CMD (run after it), EXPECT_REVENUE_AFTER,
-//      SCREENSHOT_DIR, CHROMIUM (default /usr/bin/chromium)
+//      SCREENSHOT_DIR, LOGIN_USER, LOGIN_PASSWORD, CHROMIUM (default /usr/bin/chromium)
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { checkPages } from './pages.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -18,6 +19,8 @@ const expectRevenue = env('EXPECT_REVENUE');
 const newSalesSql = env('NEW_SALES_SQL');
 const expectAfter = env('EXPECT_REVENUE_AFTER');
 const shotDir = env('SCREENSHOT_DIR');
+const loginUser = env('LOGIN_USER');
+const loginPassword = env('LOGIN_PASSWORD');
 const t0 = Date.now();
 const log = (...a) => console.log(`[browser ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 
@@ -46,8 +49,25 @@ try {
     if (f === page.mainFrame()) navigations += 1;
   });
 
-  const resp = await page.goto(url, { waitUntil: 'load' });
-  if (!resp || resp.status() !== 200) throw new Error(`GET ${url}: ${resp && resp.status()}`);
+  // Without a session the page sends us to the login form, which brings us back.
+  await page.goto(url, { waitUntil: 'load' });
+  if (!page.url().includes('/login?next=/')) throw new Error(`without a session ${url} went to ${page.url()}`);
+  await page.screenshot({ path: path.join(shotDir, 'login.png') });
+  await page.fill('input[name="username"]', loginUser);
+  await page.fill('input[name="password"]', 'not the password');
+  await page.click('button[type="submit"]');
+  const refused = (await page.textContent('[data-testid="login-error"]'))?.trim();
+  if (refused !== 'Wrong username or password.') throw new Error(`a wrong password shows ${JSON.stringify(refused)}`);
+  // The refused attempt answered 401 on purpose: not a problem of the page.
+  problems.length = 0;
+  await page.fill('input[name="username"]', loginUser);
+  await page.fill('input[name="password"]', loginPassword);
+  const [resp] = await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click('button[type="submit"]')]);
+  if (!resp || resp.status() !== 200 || new URL(page.url()).pathname !== '/') throw new Error(`after login: ${page.url()} ${resp && resp.status()}`);
+  const user = (await page.textContent('[data-testid="user"]'))?.trim();
+  if (!user?.startsWith(loginUser)) throw new Error(`the header shows user ${JSON.stringify(user)}`);
+  log(`signed in as ${user}`);
+  navigations = 1;
   const h1 = (await page.textContent('h1'))?.trim();
   if (h1 !== 'Sales overview') throw new Error(`header is ${JSON.stringify(h1)}`);
 
@@ -89,9 +109,10 @@ try {
   log(`last updated ${updatedBefore} -> ${updatedAfter}`);
 
   await page.waitForTimeout(300); // let the chart settle before the picture
-  const shot = path.join(shotDir, 'dashboard.png');
+  const shot = path.join(shotDir, 'overview.png');
   await page.screenshot({ path: shot, fullPage: true });
   log(`screenshot ${shot}`);
+  await checkPages(page, { url, dbUrl, shotDir, log });
   if (problems.length === 0) ok = true;
 } catch (e) {
   problems.push(`failure: ${e.message}`);

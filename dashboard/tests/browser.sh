@@ -67,6 +67,12 @@ transform="${ETL_BIN_DIR:-$target/release}/transform"
 ETL_WAREHOUSE__URL="$db_url" "$transform" --config "$repo/config/etl.toml" migrate >/dev/null 2>&1 \
   || fail "transform migrate failed on $db"
 
+# A user to sign in with (the password arrives on stdin, as an operator would give it).
+login_user="browser-test"
+login_password="browser-test-$$-password"
+printf '%s\n' "$login_password" | ETL_WAREHOUSE__URL="$db_url" "$bin" --config "$repo/config/etl.toml" user add "$login_user" --role admin >/dev/null \
+  || fail "dashboard user add failed"
+
 port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 url="http://127.0.0.1:$port"
 ETL_MODE=development \
@@ -84,25 +90,37 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 health="$(curl -sS "$url/health")"
-[ "$health" = '{"status":"ok","warehouse":"ok"}' ] || fail "/health answered $health"
+grep -q '"status":"ok","warehouse":"ok"' <<<"$health" || fail "/health answered $health"
 echo "dashboard up on $url after $((SECONDS - t0)) s"
 
-# Empty warehouse: a friendly waiting state, not an error.
-page="$(curl -sS -w '\n%{http_code}' "$url/")"
+# Without a session a page redirects to the login form and a server function answers 401.
+code="$(curl -sS -o /dev/null -w '%{http_code} %{redirect_url}' "$url/")"
+[ "$code" = "303 $url/login?next=/" ] || fail "GET / without a session: $code"
+# Empty warehouse: a friendly waiting state, not an error (signed in with a cookie).
+jar="$work/cookies"
+code="$(curl -sS -o /dev/null -w '%{http_code}' -c "$jar" --data-urlencode "username=$login_user" \
+  --data-urlencode "password=$login_password" --data-urlencode "next=/" "$url/login")"
+[ "$code" = 303 ] || fail "POST /login: HTTP $code"
+grep -q 'etl_session' "$jar" || fail "POST /login set no session cookie"
+page="$(curl -sS -b "$jar" -w '\n%{http_code}' "$url/")"
 [ "${page##*$'\n'}" = 200 ] || fail "GET / on an empty warehouse: HTTP ${page##*$'\n'}"
 grep -q 'Waiting for data' <<<"$page" || fail "GET / on an empty warehouse does not say 'Waiting for data'"
-echo "empty warehouse: waiting state ok"
+echo "login redirect, cookie and empty warehouse: ok"
 
 psql_db <<'SQL' || fail "cannot insert test rows"
 INSERT INTO silver.customers (customer_id, full_name, country, _bronze_event_id, _source) VALUES
   ('C1', 'Ada Lovelace', 'France', 1, '{}'),
   ('C2', 'Alan Turing', 'Germany', 2, '{}'),
   ('C3', 'Grace Hopper', 'Spain', 3, '{}');
-INSERT INTO silver.sales (sale_id, order_id, sale_date, customer_id, product_id, quantity, unit_price, amount, _bronze_event_id, _source) VALUES
-  ('S1', 'S1', current_date - 20, 'C1', 'P1', 1, 100.00, 100.00, 10, '{}'),
-  ('S2', 'S2', current_date - 12, 'C2', 'P1', 2, 125.25, 250.50, 11, '{}'),
-  ('S3', 'S3', current_date - 5,  'C3', 'P2', 4, 250.00, 1000.00, 12, '{}'),
-  ('S4', 'S4', current_date - 1,  'C1', 'P3', 1, 49.50, 49.50, 13, '{}');
+INSERT INTO silver.products (product_id, product_name, category, unit_price, _bronze_event_id, _source) VALUES
+  ('P1', 'Lamp', 'Home', 100.00, 4, '{}'), ('P2', 'Desk', 'Office', 250.00, 5, '{}'), ('P3', 'Mug', 'Home', 49.50, 6, '{}');
+INSERT INTO silver.employees (employee_id, full_name, title, country, _bronze_event_id, _source) VALUES
+  ('E1', 'Marie Curie', 'Sales', 'France', 7, '{}');
+INSERT INTO silver.sales (sale_id, order_id, sale_date, customer_id, product_id, employee_id, quantity, unit_price, amount, _bronze_event_id, _source) VALUES
+  ('S1', 'S1', current_date - 20, 'C1', 'P1', 'E1', 1, 100.00, 100.00, 10, '{}'),
+  ('S2', 'S2', current_date - 12, 'C2', 'P1', 'E1', 2, 125.25, 250.50, 11, '{}'),
+  ('S3', 'S3', current_date - 5,  'C3', 'P2', NULL, 4, 250.00, 1000.00, 12, '{}'),
+  ('S4', 'S4', current_date - 1,  'C1', 'P3', 'E1', 1, 49.50, 49.50, 13, '{}');
 SQL
 rebuild_gold="ETL_WAREHOUSE__URL='$db_url' '$transform' --config '$repo/config/etl.toml' rebuild >/dev/null"
 sh -c "$rebuild_gold" || fail "transform rebuild failed"
@@ -118,12 +136,14 @@ NEW_SALES_SQL="INSERT INTO silver.sales (sale_id, order_id, sale_date, customer_
 NEW_SALES_CMD="$rebuild_gold" \
 EXPECT_REVENUE_AFTER="2,634.56" \
 SCREENSHOT_DIR="$work" \
+LOGIN_USER="$login_user" \
+LOGIN_PASSWORD="$login_password" \
   node "$here/tests/browser.mjs" || fail "browser checks failed"
 
 metrics="$(curl -sS "$url/metrics")"
 grep -q '^dashboard_server_fn_calls_total{' <<<"$metrics" || fail "/metrics has no dashboard_server_fn_calls_total"
 grep -q '^dashboard_page_renders_total{' <<<"$metrics" || fail "/metrics has no dashboard_page_renders_total"
 
-echo "screenshot: $work/dashboard.png"
+echo "screenshots: $(cd "$work" && ls ./*.png | tr '\n' ' ')(in $work)"
 echo "browser test took $((SECONDS - t0)) s"
 result=pass

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "bronze_compact",
         include_str!("../../migrations/0009_bronze_compact.sql"),
     ),
+    (
+        10,
+        "app_users",
+        include_str!("../../migrations/0010_app_users.sql"),
+    ),
 ];
 
 const LOCK_KEY: i64 = 0x6574_6c5f_6d69_6772; // "etl_migr"

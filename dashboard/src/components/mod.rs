@@ -1,6 +1,9 @@
-//! Reusable view components.
-
+pub mod bars;
 pub mod chart;
+pub mod filters;
+pub mod heat;
 pub mod kpi;
+pub mod page;
+pub mod panel;
 pub mod shop;
 pub mod web_usage;

@@ -2,7 +2,8 @@
 //!
 //! Read with figment: the file, then environment overrides `ETL_<SECTION>__<KEY>`
 //! (`ETL_WAREHOUSE__URL`, `ETL_DASHBOARD__ADDR`, `ETL_DASHBOARD__REFRESH_MS`, `ETL_MODE`).
-//! Keys the dashboard does not use are ignored.
+//! Sections the dashboard does not use are ignored; an unknown key in `[dashboard]` is an
+//! error naming it.
 
 use std::{
     net::SocketAddr,
@@ -35,6 +36,7 @@ pub struct Warehouse {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dashboard {
     #[serde(default = "default_addr")]
     pub addr: SocketAddr,
@@ -43,6 +45,41 @@ pub struct Dashboard {
     /// Directory holding `pkg/dashboard.js`, `pkg/dashboard.wasm`, `style.css`...
     #[serde(default)]
     pub site_root: Option<PathBuf>,
+    /// Signs session cookies, API tokens and cursors (HS256). Development falls back to a
+    /// fixed, public value; production refuses to start without a real one (32+ bytes).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Lifetime of a browser session (hours).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Lifetime of an API access token (minutes).
+    #[serde(default = "default_token_minutes")]
+    pub token_minutes: u64,
+    /// Lifetime of an API refresh token (hours).
+    #[serde(default = "default_refresh_hours")]
+    pub refresh_hours: u64,
+    /// API requests allowed per second per token (and per address without one), sustained.
+    #[serde(default = "default_rate_per_second")]
+    pub rate_per_second: u32,
+    /// Burst above that rate before 429.
+    #[serde(default = "default_rate_burst")]
+    pub rate_burst: u32,
+    /// Login attempts (page or API) per minute per address before 429.
+    #[serde(default = "default_login_per_minute")]
+    pub login_per_minute: u32,
+    /// Most rows a CSV export returns.
+    #[serde(default = "default_export_row_cap")]
+    pub export_row_cap: u64,
+    /// The reporting time zone (IANA name, as PostgreSQL knows it): "today" of the date
+    /// presets. Gold's days are the sales' own dates.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Freshness turns amber when the newest event shown is older than this (seconds)...
+    #[serde(default = "default_freshness_amber_s")]
+    pub freshness_amber_s: u64,
+    /// ... and red past this.
+    #[serde(default = "default_freshness_red_s")]
+    pub freshness_red_s: u64,
 }
 
 impl Default for Dashboard {
@@ -51,8 +88,53 @@ impl Default for Dashboard {
             addr: default_addr(),
             refresh_ms: default_refresh_ms(),
             site_root: None,
+            secret: None,
+            session_hours: default_session_hours(),
+            token_minutes: default_token_minutes(),
+            refresh_hours: default_refresh_hours(),
+            rate_per_second: default_rate_per_second(),
+            rate_burst: default_rate_burst(),
+            login_per_minute: default_login_per_minute(),
+            export_row_cap: default_export_row_cap(),
+            time_zone: default_time_zone(),
+            freshness_amber_s: default_freshness_amber_s(),
+            freshness_red_s: default_freshness_red_s(),
         }
     }
+}
+
+/// The development secret: public on purpose (it is in the source), refused in production.
+pub const DEVELOPMENT_SECRET: &str = "development-only-secret-do-not-use-in-production";
+
+fn default_session_hours() -> u64 {
+    8
+}
+fn default_token_minutes() -> u64 {
+    15
+}
+fn default_refresh_hours() -> u64 {
+    24
+}
+fn default_rate_per_second() -> u32 {
+    50
+}
+fn default_rate_burst() -> u32 {
+    200
+}
+fn default_login_per_minute() -> u32 {
+    30
+}
+fn default_export_row_cap() -> u64 {
+    1_000_000
+}
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+fn default_freshness_amber_s() -> u64 {
+    900
+}
+fn default_freshness_red_s() -> u64 {
+    3600
 }
 
 fn default_addr() -> SocketAddr {
@@ -102,7 +184,52 @@ impl Settings {
                 self.dashboard.refresh_ms
             )));
         }
+        let d = &self.dashboard;
+        for (key, value) in [
+            ("session_hours", d.session_hours),
+            ("token_minutes", d.token_minutes),
+            ("refresh_hours", d.refresh_hours),
+            ("rate_per_second", u64::from(d.rate_per_second)),
+            ("rate_burst", u64::from(d.rate_burst)),
+            ("login_per_minute", u64::from(d.login_per_minute)),
+            ("export_row_cap", d.export_row_cap),
+            ("freshness_amber_s", d.freshness_amber_s),
+            ("freshness_red_s", d.freshness_red_s),
+        ] {
+            if value == 0 {
+                return Err(DashboardError::Invalid(format!(
+                    "[dashboard] {key} = 0: it must be at least 1"
+                )));
+            }
+        }
+        if d.time_zone.is_empty()
+            || !d
+                .time_zone
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+        {
+            return Err(DashboardError::Invalid(format!(
+                "[dashboard] time_zone = {:?}: use an IANA name such as Europe/Paris or UTC",
+                d.time_zone
+            )));
+        }
+        if d.freshness_amber_s > d.freshness_red_s {
+            return Err(DashboardError::Invalid(format!(
+                "[dashboard] freshness_amber_s = {} is above freshness_red_s = {}",
+                d.freshness_amber_s, d.freshness_red_s
+            )));
+        }
         if self.mode == Mode::Production {
+            match d.secret.as_deref() {
+                None => return Err(DashboardError::InsecureSecret("is not set")),
+                Some(DEVELOPMENT_SECRET) => {
+                    return Err(DashboardError::InsecureSecret("is the development default"))
+                }
+                Some(s) if s.len() < 32 => {
+                    return Err(DashboardError::InsecureSecret("is shorter than 32 bytes"))
+                }
+                Some(_) => {}
+            }
             match pg.get_password() {
                 None | Some(b"") => {
                     return Err(DashboardError::InsecureProduction("has no password"))
@@ -118,6 +245,15 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The signing secret: the configured one, else (development only) the public default.
+    pub fn secret(&self) -> &str {
+        self.dashboard
+            .secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEVELOPMENT_SECRET)
     }
 
     /// Where the static site is: `LEPTOS_SITE_ROOT` if set, else `[dashboard] site_root`,
@@ -195,7 +331,12 @@ mod tests {
 
     #[test]
     fn production_needs_a_real_password() {
-        let base = |url: &str| format!("mode = \"production\"\n[warehouse]\nurl = \"{url}\"\n");
+        let base = |url: &str| {
+            format!(
+                "mode = \"production\"\n[warehouse]\nurl = \"{url}\"\n\
+                 [dashboard]\nsecret = \"0123456789abcdef0123456789abcdef\"\n"
+            )
+        };
         for url in [
             "postgres://postgres@127.0.0.1/warehouse",
             "postgres://postgres:postgres@127.0.0.1/warehouse",
@@ -210,6 +351,39 @@ mod tests {
         }
         assert!(settings(&base("postgres://etl:s3cr3t-Value@db/warehouse")).is_ok());
         assert!(settings("[warehouse]\nurl = \"postgres://postgres@127.0.0.1/w\"\n").is_ok());
+    }
+
+    #[test]
+    fn production_needs_a_real_secret() {
+        let base = |secret: &str| {
+            format!(
+                "mode = \"production\"\n[warehouse]\nurl = \"postgres://etl:s3cr3t-Value@db/w\"\n\
+                 [dashboard]\n{secret}"
+            )
+        };
+        for secret in [
+            String::new(),
+            "secret = \"short\"\n".to_string(),
+            format!("secret = \"{DEVELOPMENT_SECRET}\"\n"),
+        ] {
+            let err = settings(&base(&secret)).expect_err(&secret);
+            assert!(
+                matches!(err, DashboardError::InsecureSecret(_)),
+                "{secret}: {err}"
+            );
+        }
+        let ok = settings(&base("secret = \"0123456789abcdef0123456789abcdef-x\"\n")).unwrap();
+        assert_eq!(ok.secret(), "0123456789abcdef0123456789abcdef-x");
+        let dev = settings("[warehouse]\nurl = \"postgres://a@b/c\"\n").unwrap();
+        assert_eq!(dev.secret(), DEVELOPMENT_SECRET);
+    }
+
+    #[test]
+    fn unknown_dashboard_keys_are_errors() {
+        let err =
+            settings("[warehouse]\nurl = \"postgres://a@b/c\"\n[dashboard]\nrefersh_ms = 5\n")
+                .expect_err("misspelt key");
+        assert!(err.to_string().contains("refersh_ms"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,11 @@ pub enum DashboardError {
          (ETL_WAREHOUSE__URL or [warehouse] url)"
     )]
     InsecureProduction(&'static str),
+    #[error(
+        "refusing to start in production mode: the signing secret {0}; set [dashboard] secret \
+         or ETL_DASHBOARD__SECRET to 32 or more random bytes (e.g. `openssl rand -hex 32`)"
+    )]
+    InsecureSecret(&'static str),
     #[error("invalid warehouse URL: {0}")]
     WarehouseUrl(#[source] tokio_postgres::Error),
     #[error("cannot create the warehouse connection pool: {0}")]

@@ -1,9 +1,15 @@
 //! Server-only code: configuration, the warehouse pool, the queries and the HTTP server.
 
+pub mod api;
+pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod overview;
+pub mod pages;
+pub mod panels;
+pub mod ratelimit;
 pub mod server;
 pub mod shop;
 

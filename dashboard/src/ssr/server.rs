@@ -1,12 +1,18 @@
 //! The axum application: Leptos pages and server functions, `/health`, `/metrics`.
 
-use std::{net::SocketAddr, path::Path, sync::OnceLock, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::{
     extract::{FromRef, State},
     http::{header, StatusCode},
+    middleware,
     response::IntoResponse,
-    routing::get,
+    routing::{get, post},
     Json, Router,
 };
 use deadpool_postgres::Pool;
@@ -14,7 +20,14 @@ use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::{config::Settings, db, error::DashboardError};
+use super::{
+    api::{self, Api},
+    auth::{self, login, Auth, Lifetimes},
+    cache::GoldCache,
+    config::{Mode, Settings},
+    db,
+    error::DashboardError,
+};
 use crate::app::{shell, App};
 
 /// Shared by every request: the router state, also provided as Leptos context to the
@@ -25,6 +38,69 @@ pub struct AppState {
     pub pool: Pool,
     pub refresh_ms: u64,
     pub metrics: Option<PrometheusHandle>,
+    pub auth: Arc<Auth>,
+    pub api: Arc<Api>,
+    pub cache: Arc<GoldCache>,
+    pub settings: Arc<Settings>,
+}
+
+impl FromRef<AppState> for Arc<Auth> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl AppState {
+    /// The state for `settings`, over `pool`; starts the gold version watcher.
+    pub fn new(
+        settings: &Settings,
+        pool: Pool,
+        leptos_options: LeptosOptions,
+        metrics: Option<PrometheusHandle>,
+    ) -> Self {
+        let d = &settings.dashboard;
+        let public_files = std::fs::read_dir(&*leptos_options.site_root)
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hours = |h: u64| (h * 3600) as i64;
+        let auth = Auth::new(
+            settings.secret(),
+            pool.clone(),
+            Lifetimes {
+                session: hours(d.session_hours),
+                access: (d.token_minutes * 60) as i64,
+                refresh: hours(d.refresh_hours),
+            },
+            settings.mode != Mode::Development,
+            d.login_per_minute,
+            public_files,
+        );
+        let cache = Arc::new(GoldCache::default());
+        cache.watch(
+            pool.clone(),
+            Duration::from_millis(d.refresh_ms.clamp(100, 1000) / 2),
+        );
+        Self {
+            leptos_options,
+            pool,
+            refresh_ms: d.refresh_ms,
+            metrics,
+            auth: Arc::new(auth),
+            api: Arc::new(Api::new(
+                settings.secret(),
+                d.rate_per_second,
+                d.rate_burst,
+                d.export_row_cap,
+            )),
+            cache,
+            settings: Arc::new(settings.clone()),
+        }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -75,9 +151,16 @@ pub fn install_metrics() -> Result<PrometheusHandle, DashboardError> {
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let app_state = state.clone();
+    let swagger = utoipa_swagger_ui::SwaggerUi::new("/swagger-ui")
+        .config(utoipa_swagger_ui::Config::new(["/api-docs/openapi.json"]));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/export/{page}/{file}", get(super::panels::export))
+        .merge(api::router())
+        .merge(swagger)
         .leptos_routes_with_context(
             &state,
             routes,
@@ -88,29 +171,41 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Outermost last: the guard authenticates, then the API's rate limit counts per user.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            api::rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::guard,
+        ))
         .with_state(state)
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let check = tokio::time::timeout(Duration::from_secs(3), db::ping(&state.pool)).await;
-    match check {
-        Ok(Ok(())) => (
+    let warehouse = match check {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("error: {e}")),
+        Err(_) => Err("error: timed out".to_string()),
+    };
+    // The gold version the cache follows: null until the transform created gold.
+    let gold = state.cache.version();
+    match warehouse {
+        Ok(()) => (
             StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "warehouse": "ok"})),
+            Json(serde_json::json!({"status": "ok", "warehouse": "ok", "gold_version": gold})),
         ),
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!(error = %e, "health: warehouse unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(
-                    serde_json::json!({"status": "unavailable", "warehouse": format!("error: {e}")}),
+                    serde_json::json!({"status": "unavailable", "warehouse": e, "gold_version": gold}),
                 ),
             )
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "warehouse": "error: timed out"})),
-        ),
     }
 }
 
@@ -147,12 +242,9 @@ pub async fn serve(settings: &Settings) -> Result<(), DashboardError> {
             "client bundle not found: pages render but will not refresh; run dashboard/build.sh or set LEPTOS_SITE_ROOT"
         );
     }
-    let state = AppState {
-        leptos_options: options,
-        pool: db::pool(&settings.warehouse.url, 8)?,
-        refresh_ms: settings.dashboard.refresh_ms,
-        metrics: Some(install_metrics()?),
-    };
+    let pool = db::pool(&settings.warehouse.url, 16)?;
+    prepare_users(settings, &pool).await;
+    let state = AppState::new(settings, pool, options, Some(install_metrics()?));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| DashboardError::Bind { addr, source })?;
@@ -166,12 +258,44 @@ pub async fn serve(settings: &Settings) -> Result<(), DashboardError> {
         warehouse = %super::config::redact_url(&settings.warehouse.url),
         "dashboard listening"
     );
-    axum::serve(listener, router(state).into_make_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(DashboardError::Serve)?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(DashboardError::Serve)?;
     tracing::info!("dashboard stopped");
     Ok(())
+}
+
+/// Creates `app.users` if needed and, in development, a first admin whose password is
+/// printed once. The warehouse being down is not fatal: logins answer 503 until it is back.
+async fn prepare_users(settings: &Settings, pool: &Pool) {
+    let client = match auth::users::client(pool).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot prepare app.users now; logins will fail until the warehouse answers");
+            return;
+        }
+    };
+    if let Err(e) = auth::users::ensure_schema(&client).await {
+        tracing::warn!(error = %e, "cannot create app.users");
+        return;
+    }
+    if settings.mode == Mode::Development {
+        match auth::users::first_admin(&client).await {
+            Ok(Some(password)) => {
+                // Printed on stdout once: the only place this password appears.
+                println!("dashboard: created the first user: admin / {password}  (development mode; change it with `dashboard user passwd admin`)");
+                tracing::info!(
+                    "created the first admin user (development mode); its password is on stdout"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot create the first admin"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

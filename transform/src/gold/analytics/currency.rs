@@ -146,6 +146,12 @@ pub async fn refresh(client: &mut Client, s: &ReportingSettings) -> Result<u64, 
         .execute(SQL, &[&s.currency, &s.rates_base, &codes, &curs])
         .await
         .map_err(DbError::query("writing gold.country_sales_reporting"))?;
+    crate::gold::marts::freshness::bump(
+        &tx,
+        &["country_sales_reporting"],
+        &crate::gold::Touched::default(),
+    )
+    .await?;
     tx.commit()
         .await
         .map_err(DbError::query("committing the reporting_currency job"))?;

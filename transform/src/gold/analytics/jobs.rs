@@ -66,7 +66,20 @@ async fn begin<'a>(client: &'a mut Client, job: &str) -> Result<Transaction<'a>,
         .map_err(DbError::query(format!("starting the {job} transaction")))
 }
 
+/// Bumps `gold.version` and the freshness of the job's marts, then commits: the app's
+/// cache (keyed by the version) sees the new figures at once.
 async fn commit(tx: Transaction<'_>, job: &str) -> Result<(), DbError> {
+    let marts: &[&str] = match job {
+        "rfm" => &["customer_rfm"],
+        "cohorts" => &["cohort_retention"],
+        "forecast" => &["forecast_daily", "forecast_runs"],
+        "anomalies" => &["anomalies_daily"],
+        "live_anomalies" => &["anomalies_live"],
+        _ => &[],
+    };
+    if !marts.is_empty() {
+        crate::gold::marts::freshness::bump(&tx, marts, &crate::gold::Touched::default()).await?;
+    }
     tx.commit()
         .await
         .map_err(DbError::query(format!("committing the {job} job")))

@@ -1,0 +1,10 @@
+//! "/products/:id": one product: monthly performance, best customers.
+
+panel_page!(
+    load_product,
+    ProductPage,
+    "Product",
+    "/products/",
+    PRODUCT,
+    &["range"]
+);
