@@ -45,8 +45,9 @@ pub fn live_refresh(tick: RwSignal<u64>, refresh_ms: Memo<Option<u64>>) {
 #[component]
 fn Freshness(data: PageData) -> impl IntoView {
     let f = data.context.freshness;
-    let text = match (&f.newest_event_at, f.age_s) {
-        (Some(at), Some(age)) => format!("Data as of {at} UTC ({} ago)", human_age(age)),
+    let text = match (&f.newest_event_at, f.age_s, &f.committed_at) {
+        (Some(at), Some(age), _) => format!("Data as of {at} UTC ({} ago)", human_age(age)),
+        (None, _, Some(c)) => format!("Gold rebuilt {c} UTC"),
         _ => "No data yet".to_string(),
     };
     let committed = f

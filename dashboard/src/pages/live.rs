@@ -9,7 +9,7 @@ use crate::{
 
 /// Loads the panels of the live page.
 #[server(prefix = "/rpc")]
-pub async fn load_live(filters: Filters) -> Result<PageData, ServerFnError> {
+pub async fn load_live(#[server(default)] filters: Filters) -> Result<PageData, ServerFnError> {
     crate::ssr::panels::load(&crate::ssr::pages::LIVE, filters).await
 }
 

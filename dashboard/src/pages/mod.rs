@@ -16,7 +16,7 @@ macro_rules! panel_page {
 
         #[doc = concat!("Loads the panels of ", $title, ".")]
         #[server(prefix = "/rpc")]
-        pub async fn $load(filters: Filters) -> Result<PageData, ServerFnError> {
+        pub async fn $load(#[server(default)] filters: Filters) -> Result<PageData, ServerFnError> {
             crate::ssr::panels::load(&crate::ssr::pages::$spec, filters).await
         }
 

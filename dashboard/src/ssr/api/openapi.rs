@@ -118,6 +118,61 @@ fn string_param(name: &str, description: &str) -> utoipa::openapi::path::Paramet
     )
 }
 
+/// The schema of a filter's values: typed for ranges, a (comma-separated) string otherwise.
+fn filter_schema(f: &catalog::Filter, c: Option<&Column>) -> Schema {
+    let ty = c.map_or("text", |c| c.pg_type.as_str());
+    let base = ty.split('(').next().unwrap_or(ty).trim();
+    let typed = |t: Type, format: Option<KnownFormat>| {
+        Schema::Object(
+            object(t)
+                .format(format.map(SchemaFormat::KnownFormat))
+                .build(),
+        )
+    };
+    match (f.op, base) {
+        (_, "boolean") => typed(Type::Boolean, None),
+        (Op::Ge | Op::Le, "date") => typed(Type::String, Some(KnownFormat::Date)),
+        (Op::Ge | Op::Le, "timestamp with time zone") => {
+            typed(Type::String, Some(KnownFormat::DateTime))
+        }
+        (Op::Ge | Op::Le, "smallint" | "integer" | "bigint") => typed(Type::Integer, None),
+        (Op::Ge | Op::Le, "numeric" | "double precision" | "real") => typed(Type::Number, None),
+        (Op::Eq, "date") => Schema::Object(
+            object(Type::String)
+                .pattern(Some(r"^\d{4}-\d{2}-\d{2}(,\d{4}-\d{2}-\d{2})*$"))
+                .build(),
+        ),
+        _ => Schema::Object(object(Type::String).max_length(Some(200)).build()),
+    }
+}
+
+/// `sort`: the exposed columns, each maybe prefixed by `-`, comma-separated.
+fn sort_schema(columns: &[&Column]) -> Schema {
+    let names: Vec<String> = columns
+        .iter()
+        .filter(|c| c.pg_type != "jsonb" && c.pg_type != "json")
+        .map(|c| regex_escape(&c.name))
+        .collect();
+    let one = format!("-?({})", names.join("|"));
+    Schema::Object(
+        object(Type::String)
+            .pattern(Some(format!("^{one}(,{one})*$")))
+            .build(),
+    )
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
+}
+
 fn filter_doc(f: &catalog::Filter, c: Option<&Column>) -> String {
     let ty = c.map_or("", |c| c.pg_type.as_str());
     match f.op {
@@ -187,13 +242,15 @@ fn operation(e: &Endpoint, wh: &Warehouse, export_cap: u64) -> utoipa::openapi::
         .summary(Some(e.summary))
         .description(Some(description));
     for f in e.filters {
-        op = op.parameter(string_param(f.param, &filter_doc(f, col(f.column))));
+        let c = col(f.column);
+        let doc = filter_doc(f, c);
+        op = op.parameter(query_param(f.param, &doc, filter_schema(f, c)));
     }
     op = op
         .parameter(query_param(
             "limit",
             &format!("Rows per page: default {DEFAULT_LIMIT}, at most {MAX_LIMIT} (CSV: default and maximum {export_cap})"),
-            Schema::Object(object(Type::Integer).minimum(Some(0)).build()),
+            Schema::Object(object(Type::Integer).minimum(Some(0)).maximum(Some(export_cap.max(MAX_LIMIT) as f64)).build()),
         ))
         .parameter(query_param(
             "format",
@@ -210,11 +267,12 @@ fn operation(e: &Endpoint, wh: &Warehouse, export_cap: u64) -> utoipa::openapi::
             .parameter(query_param(
                 "offset",
                 "Rows to skip",
-                Schema::Object(object(Type::Integer).minimum(Some(0)).build()),
+                Schema::Object(object(Type::Integer).minimum(Some(0)).maximum(Some(1_000_000_000)).build()),
             ))
-            .parameter(string_param(
+            .parameter(query_param(
                 "sort",
                 "Columns to sort by, comma-separated; prefix with - for descending. The key breaks ties.",
+                sort_schema(columns.as_deref().unwrap_or(&[])),
             ));
     }
     let ok = ResponseBuilder::new()

@@ -314,7 +314,12 @@ fn sort_order<'a>(
     let mut order = Vec::new();
     let mut used = Vec::new();
     if let Some(sort) = sort {
-        for item in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in sort.split(',') {
+            if item.is_empty() {
+                return Err(bad(
+                    "sort: an empty column name; give columns separated by commas, e.g. sort=-revenue,period_start",
+                ));
+            }
             let (name, desc) = match item.strip_prefix('-') {
                 Some(n) => (n, true),
                 None => (item, false),
@@ -422,6 +427,7 @@ mod tests {
             (vec![("offset", "x")], "whole number"),
             (vec![("from", "2024-13-01")], "a date"),
             (vec![("sort", "revenue; DROP TABLE x")], "no column"),
+            (vec![("sort", "")], "empty column"),
             (vec![("colour", "red")], "unknown parameter"),
             (vec![("grain", "a"), ("grain", "b")], "twice"),
             (vec![("cursor", "abc")], "not cursor"),

@@ -57,6 +57,14 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Creates `app.users` if missing, under the migration lock.
 pub async fn ensure_schema(client: &Client) -> Result<(), UserError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('app.users') IS NOT NULL", &[])
+        .await
+        .map_err(query("looking for app.users"))?
+        .get(0);
+    if exists {
+        return Ok(());
+    }
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
