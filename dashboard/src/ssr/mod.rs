@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod csv_export;
 pub mod db;
 pub mod error;
 pub mod overview;

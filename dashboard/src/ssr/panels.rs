@@ -5,14 +5,12 @@
 use std::sync::Arc;
 
 use axum::{
-    body::{Body, Bytes},
     extract::{Path, Query, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Extension,
 };
 use chrono::{Datelike, Duration as Days, NaiveDate, Utc};
-use futures::StreamExt;
 use leptos::prelude::*;
 use tokio_postgres::{types::ToSql, IsolationLevel};
 
@@ -434,19 +432,9 @@ async fn export_inner(
         .query_raw(&text_sql(spec), values.clone())
         .await
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, chain(&e)))?;
-    let n = spec.columns.len();
-    let mut head = csv::Writer::from_writer(Vec::new());
-    let _ = head.write_record(spec.columns.iter().map(|(c, _, _)| *c));
-    let head = head.into_inner().unwrap_or_default();
-    let rows = stream.map(move |row| {
-        let _keep = &client;
-        let row = row.map_err(|e| std::io::Error::other(chain(&e)))?;
-        let mut w = csv::Writer::from_writer(Vec::with_capacity(128));
-        w.write_record((0..n).map(|i| row.get::<_, Option<&str>>(i).unwrap_or("")))
-            .map_err(std::io::Error::other)?;
-        Ok::<Bytes, std::io::Error>(Bytes::from(w.into_inner().unwrap_or_default()))
-    });
-    let body = futures::stream::once(async move { Ok(Bytes::from(head)) }).chain(rows);
+    let header: Vec<String> = spec.columns.iter().map(|(c, _, _)| c.to_string()).collect();
+    let cap = state.settings.dashboard.export_row_cap as usize;
+    let body = super::csv_export::body(header, client, stream, cap, "page export");
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -455,7 +443,7 @@ async fn export_inner(
                 format!("attachment; filename=\"{page}-{panel_id}.csv\""),
             ),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response())
 }

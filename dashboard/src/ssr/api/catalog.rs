@@ -91,6 +91,12 @@ const fn mart(
     }
 }
 
+const PERIOD_COUNTRY: [Filter; 4] = [
+    eq("grain", "grain"),
+    from("period_start"),
+    to("period_start"),
+    eq("country", "country"),
+];
 const PERIOD: [Filter; 3] = [
     eq("grain", "grain"),
     from("period_start"),
@@ -110,24 +116,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "country-sales",
         "gold.country_sales",
         "Revenue by country and period",
-        &[
-            eq("grain", "grain"),
-            from("period_start"),
-            to("period_start"),
-            eq("country", "country"),
-        ],
+        &PERIOD_COUNTRY,
         &["grain", "period_start", "country"],
     ),
     mart(
         "country-sales-reporting",
         "gold.country_sales_reporting",
         "Revenue by country and period in the reporting currency",
-        &[
-            eq("grain", "grain"),
-            from("period_start"),
-            to("period_start"),
-            eq("country", "country"),
-        ],
+        &PERIOD_COUNTRY,
         &["grain", "period_start", "country"],
     ),
     mart(

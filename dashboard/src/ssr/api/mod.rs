@@ -13,7 +13,7 @@ use std::{
 };
 
 use axum::{
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{rejection::QueryRejection, Path, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
@@ -22,7 +22,6 @@ use axum::{
     Extension, Json, Router,
 };
 use deadpool_postgres::Pool;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use self::catalog::{Endpoint, Schema};
@@ -549,25 +548,8 @@ async fn csv_answer(
         )
         .await
         .map_err(|err| db_problem(&err, e.name))?;
-    let n = columns.len();
-    let mut header_line = csv::Writer::from_writer(Vec::new());
-    let _ = header_line.write_record(columns.iter().map(|c| c.name.as_str()));
-    let header_bytes = header_line.into_inner().unwrap_or_default();
-    let limit = plan.limit as usize;
-    let endpoint = e.name;
-    // The pooled connection lives as long as the stream.
-    let rows = stream.take(limit).map(move |row| {
-        let _keep = &client;
-        let row = row.map_err(|err| {
-            tracing::warn!(endpoint, error = %chain(&err), "CSV export stopped");
-            std::io::Error::other(chain(&err))
-        })?;
-        let mut w = csv::Writer::from_writer(Vec::with_capacity(128));
-        w.write_record((0..n).map(|i| row.get::<_, Option<&str>>(i).unwrap_or("")))
-            .map_err(std::io::Error::other)?;
-        Ok::<Bytes, std::io::Error>(Bytes::from(w.into_inner().unwrap_or_default()))
-    });
-    let body = futures::stream::once(async move { Ok(Bytes::from(header_bytes)) }).chain(rows);
+    let header: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let body = super::csv_export::body(header, client, stream, plan.limit as usize, e.name);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -580,7 +562,7 @@ async fn csv_answer(
                 plan.limit.to_string(),
             ),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response())
 }
