@@ -121,8 +121,8 @@ for t in "${TARGETS[@]}"; do
     non2xx="$(awk '/Non-2xx/ {print $5}' "$WORK/wrk.txt")"
     [ -z "$non2xx" ] || die "$name: $non2xx answers were not 2xx (see $OUT/wrk-${name// /_}.txt)"
     if [ "$name" = static ]; then S_P99="$p99" S_RPS="$rps"; fi
-    r99="$(awk -v a="$p99" -v b="$S_P99" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')"
-    rr="$(awk -v a="$rps" -v b="$S_RPS" 'BEGIN { printf "%.3f", b > 0 ? a / b : 0 }')"
+    r99="$(awk -v a="$p99" -v b="$S_P99" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+    rr="$(awk -v a="$rps" -v b="$S_RPS" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
     printf '%-22s %9s %9s %10s %12s %12s\n' "$name" "$p50" "$p99" "$rps" "$r99" "$rr"
     [ "$first" = 1 ] || echo ',' >>"$OUT/dashboard.json"
     first=0

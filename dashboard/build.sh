@@ -61,6 +61,8 @@ echo "client built in $((SECONDS - t)) s"
 # 4. static assets
 if compgen -G "$here/public/*" >/dev/null; then
   cp -R "$here"/public/. "$site"/
+  # Served precompressed to browsers that accept gzip (ssr/server.rs, static_files).
+  for f in "$here"/public/*; do [ -f "$f" ] && gzip -9 -k -f "$site/$(basename "$f")"; done
 fi
 
 # 5. server

@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/export/{page}/{file}", get(super::panels::export))
         .merge(api::router())
         .merge(swagger)
+        .merge(static_files(Path::new(&*state.leptos_options.site_root)))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -171,7 +172,9 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        // Outermost last: the guard authenticates, then the API's rate limit counts per user.
+        // Outermost last: the guard authenticates, then the API's rate limit counts per user,
+        // then a page already rendered for this user, URL and gold version is reused.
+        .layer(middleware::from_fn_with_state(state.clone(), page_cache))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             api::rate_limit,
@@ -181,6 +184,135 @@ pub fn router(state: AppState) -> Router {
             auth::guard,
         ))
         .with_state(state)
+}
+
+/// Server-rendered pages, cached per user, URL and gold version (and 10-second slice, so
+/// that "data as of … ago" stays true): the first paint of a page costs one render per
+/// commit. Data refreshes after hydration go through the server functions, not here.
+async fn page_cache(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    let is_page = req.method() == axum::http::Method::GET
+        && ![
+            "/api",
+            "/rpc/",
+            "/export/",
+            "/login",
+            "/logout",
+            "/health",
+            "/metrics",
+            "/pkg/",
+            "/swagger-ui",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p))
+        && !path.contains('.');
+    let user = req.extensions().get::<crate::model::SessionUser>().cloned();
+    let (true, Some(user)) = (is_page, user) else {
+        return next.run(req).await;
+    };
+    let slice = chrono::Utc::now().timestamp() / 10;
+    let key = format!("html:{}:{}:{slice}:{}", user.username, user.role, req.uri());
+    let html_type = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
+    if let Some(hit) = state.cache.get(&key) {
+        return (html_type, hit.to_string()).into_response();
+    }
+    let version = state.cache.version();
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(bytes) => {
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                state.cache.put(key, version, text.into());
+            }
+            axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "page render failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The client bundle and the top-level assets (style.css, favicon.svg), read once into
+/// memory with their gzip twins (dashboard/build.sh writes `*.gz`), served with a cache
+/// header; gzip to browsers that accept it.
+fn static_files(site: &Path) -> Router<AppState> {
+    let mut files = Vec::new();
+    for (dir, prefix) in [(site.to_path_buf(), "/"), (site.join("pkg"), "/pkg/")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let (Ok(kind), Ok(name)) = (entry.file_type(), entry.file_name().into_string()) else {
+                continue;
+            };
+            if !kind.is_file() || name.ends_with(".gz") {
+                continue;
+            }
+            let Ok(raw) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let gz = std::fs::read(dir.join(format!("{name}.gz"))).ok();
+            files.push((format!("{prefix}{name}"), content_type(&name), raw, gz));
+        }
+    }
+    let mut router = Router::new();
+    for (path, ctype, raw, gz) in files {
+        let raw = axum::body::Bytes::from(raw);
+        let gz = gz.map(axum::body::Bytes::from);
+        router = router.route(
+            &path,
+            get(move |headers: axum::http::HeaderMap| {
+                let (raw, gz) = (raw.clone(), gz.clone());
+                async move {
+                    let gzip = headers
+                        .get(header::ACCEPT_ENCODING)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.contains("gzip"));
+                    let mut resp = match (gzip, gz) {
+                        (true, Some(gz)) => {
+                            ([(header::CONTENT_ENCODING, "gzip")], gz).into_response()
+                        }
+                        _ => raw.into_response(),
+                    };
+                    let h = resp.headers_mut();
+                    h.insert(
+                        header::CONTENT_TYPE,
+                        axum::http::HeaderValue::from_static(ctype),
+                    );
+                    h.insert(
+                        header::CACHE_CONTROL,
+                        axum::http::HeaderValue::from_static("public, max-age=3600"),
+                    );
+                    h.insert(
+                        header::VARY,
+                        axum::http::HeaderValue::from_static("accept-encoding"),
+                    );
+                    resp
+                }
+            }),
+        );
+    }
+    router
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next() {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("html") => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    }
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
