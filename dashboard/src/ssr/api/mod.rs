@@ -408,6 +408,15 @@ fn bind(params: &[Param]) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + S
         .collect()
 }
 
+/// A pooled warehouse connection, or a 503.
+async fn connection(state: &AppState) -> Result<deadpool_postgres::Object, Problem> {
+    state
+        .pool
+        .get()
+        .await
+        .map_err(|err| Problem::unavailable(&chain(&err)))
+}
+
 fn db_problem(e: &tokio_postgres::Error, endpoint: &str) -> Problem {
     if e.code().is_some_and(|c| c.code().starts_with("22")) {
         return Problem::new(
@@ -459,11 +468,7 @@ async fn json_answer(
     if let Some(body) = state.cache.get(&key) {
         return Ok(json_response(body.to_string(), version));
     }
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(|err| Problem::unavailable(&chain(&err)))?;
+    let client = connection(state).await?;
     let bound = bind(&plan.params);
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = bound
         .iter()
@@ -533,11 +538,7 @@ async fn csv_answer(
     columns: &[&catalog::Column],
     plan: Plan,
 ) -> Result<Response, Problem> {
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(|err| Problem::unavailable(&chain(&err)))?;
+    let client = connection(state).await?;
     let bound = bind(&plan.params);
     let stream = client
         .query_raw(

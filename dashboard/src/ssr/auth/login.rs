@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Query, Request, State},
+    extract::{FromRequest, Query, Request, State},
     http::{header, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
     Form,
@@ -108,8 +108,6 @@ pub async fn logout(State(auth): State<Arc<Auth>>) -> Response {
         .insert(header::SET_COOKIE, auth.session_cookie(None));
     resp
 }
-
-use axum::extract::FromRequest;
 
 /// Only a path on this site (no `//host`, no scheme): anything else goes to `/`.
 pub fn safe_next(next: Option<&str>) -> &str {
