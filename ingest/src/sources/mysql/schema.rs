@@ -65,6 +65,125 @@ pub enum SchemaError {
     },
 }
 
+/// The labels of the ENUM and of the SET columns of a TABLE_MAP event (its optional
+/// metadata), each list in column order.
+#[allow(clippy::type_complexity)]
+fn enum_and_set_labels(
+    tme: &TableMapEvent<'_>,
+    meta_err: &dyn Fn(String) -> SchemaError,
+) -> Result<(Vec<Arc<[String]>>, Vec<Arc<[String]>>), SchemaError> {
+    let mut enums: Vec<Arc<[String]>> = Vec::new();
+    let mut sets: Vec<Arc<[String]>> = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field.map_err(|e| meta_err(e.to_string()))? {
+            OptionalMetadataField::EnumStrValue(v) => {
+                for col in v.iter_values() {
+                    let col = col.map_err(|e| meta_err(e.to_string()))?;
+                    enums.push(
+                        col.values()
+                            .iter()
+                            .map(|l| l.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(v) => {
+                for col in v.iter_values() {
+                    let col = col.map_err(|e| meta_err(e.to_string()))?;
+                    sets.push(
+                        col.values()
+                            .iter()
+                            .map(|l| l.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((enums, sets))
+}
+
+/// Column types that carry a signedness flag in the TABLE_MAP metadata.
+fn is_numeric(ty: ColumnType) -> bool {
+    use ColumnType::*;
+    matches!(
+        ty,
+        MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_NEWDECIMAL
+            | MYSQL_TYPE_FLOAT
+            | MYSQL_TYPE_DOUBLE
+    )
+}
+
+/// The warehouse type a binlog column type decides by itself (integers by signedness,
+/// decimals by precision and scale from `meta`); empty: the one of its [`Kind`].
+fn binlog_pg_type(ty: ColumnType, is_unsigned: bool, meta: &[u8]) -> String {
+    use ColumnType::*;
+    match ty {
+        MYSQL_TYPE_LONG if is_unsigned => "bigint".to_string(),
+        MYSQL_TYPE_LONGLONG if is_unsigned => "numeric(20,0)".to_string(),
+        MYSQL_TYPE_LONGLONG => "bigint".to_string(),
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG => {
+            "integer".to_string()
+        }
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => numeric(
+            meta.first().map(|&p| p as u64),
+            meta.get(1).map(|&s| s as u64),
+        ),
+        _ => String::new(),
+    }
+}
+
+/// How values of a binlog column are rendered: `dec` is the fractional-second precision,
+/// `charset` the column's character set; an ENUM (SET) column takes the next labels of
+/// `enums` (`sets`).
+fn binlog_kind(
+    ty: ColumnType,
+    dec: u8,
+    charset: Option<u16>,
+    enums: &mut impl Iterator<Item = Arc<[String]>>,
+    sets: &mut impl Iterator<Item = Arc<[String]>>,
+) -> Kind {
+    use ColumnType::*;
+    match ty {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG => Kind::Int,
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => Kind::Float,
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Kind::Decimal,
+        MYSQL_TYPE_YEAR => Kind::Year,
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Kind::Date,
+        MYSQL_TYPE_DATETIME => Kind::DateTime(0),
+        MYSQL_TYPE_DATETIME2 => Kind::DateTime(dec),
+        MYSQL_TYPE_TIMESTAMP => Kind::Timestamp(0),
+        MYSQL_TYPE_TIMESTAMP2 => Kind::Timestamp(dec),
+        MYSQL_TYPE_TIME => Kind::Time(0),
+        MYSQL_TYPE_TIME2 => Kind::Time(dec),
+        MYSQL_TYPE_JSON => Kind::Json,
+        MYSQL_TYPE_ENUM => Kind::Enum(enums.next().unwrap_or_else(|| Arc::from(Vec::new()))),
+        MYSQL_TYPE_SET => Kind::Set(sets.next().unwrap_or_else(|| Arc::from(Vec::new()))),
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB => {
+            // 63 is the `binary` character set: BINARY, VARBINARY and BLOB.
+            if charset == Some(63) {
+                Kind::Binary
+            } else {
+                Kind::Text
+            }
+        }
+        _ => Kind::Binary,
+    }
+}
+
 impl TableSchema {
     pub fn from_table_map(
         tme: &TableMapEvent<'_>,
@@ -93,35 +212,7 @@ impl TableSchema {
             .map(|r| r.map(|i| i as usize))
             .collect::<Result<_, _>>()
             .map_err(|e| meta_err(e.to_string()))?;
-        let mut enums: Vec<Arc<[String]>> = Vec::new();
-        let mut sets: Vec<Arc<[String]>> = Vec::new();
-        for field in tme.iter_optional_meta() {
-            match field.map_err(|e| meta_err(e.to_string()))? {
-                OptionalMetadataField::EnumStrValue(v) => {
-                    for col in v.iter_values() {
-                        let col = col.map_err(|e| meta_err(e.to_string()))?;
-                        enums.push(
-                            col.values()
-                                .iter()
-                                .map(|l| l.value().into_owned())
-                                .collect(),
-                        );
-                    }
-                }
-                OptionalMetadataField::SetStrValue(v) => {
-                    for col in v.iter_values() {
-                        let col = col.map_err(|e| meta_err(e.to_string()))?;
-                        sets.push(
-                            col.values()
-                                .iter()
-                                .map(|l| l.value().into_owned())
-                                .collect(),
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
+        let (enums, sets) = enum_and_set_labels(tme, &meta_err)?;
         let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
         let mut charsets = ex.iter_charset();
         // One flag per numeric column, in order (`true`: unsigned).
@@ -143,65 +234,9 @@ impl TableSchema {
                 None
             };
             let dec = meta.first().copied().unwrap_or(0).min(6);
-            use ColumnType::*;
-            let is_unsigned = matches!(
-                ty,
-                MYSQL_TYPE_TINY
-                    | MYSQL_TYPE_SHORT
-                    | MYSQL_TYPE_INT24
-                    | MYSQL_TYPE_LONG
-                    | MYSQL_TYPE_LONGLONG
-                    | MYSQL_TYPE_NEWDECIMAL
-                    | MYSQL_TYPE_FLOAT
-                    | MYSQL_TYPE_DOUBLE
-            ) && unsigned.next().unwrap_or(false);
-            let pg = match ty {
-                MYSQL_TYPE_LONG if is_unsigned => "bigint".to_string(),
-                MYSQL_TYPE_LONGLONG if is_unsigned => "numeric(20,0)".to_string(),
-                MYSQL_TYPE_LONGLONG => "bigint".to_string(),
-                MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG => {
-                    "integer".to_string()
-                }
-                MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => numeric(
-                    meta.first().map(|&p| p as u64),
-                    meta.get(1).map(|&s| s as u64),
-                ),
-                _ => String::new(),
-            };
-            let kind = match ty {
-                MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
-                | MYSQL_TYPE_LONGLONG => Kind::Int,
-                MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => Kind::Float,
-                MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Kind::Decimal,
-                MYSQL_TYPE_YEAR => Kind::Year,
-                MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Kind::Date,
-                MYSQL_TYPE_DATETIME => Kind::DateTime(0),
-                MYSQL_TYPE_DATETIME2 => Kind::DateTime(dec),
-                MYSQL_TYPE_TIMESTAMP => Kind::Timestamp(0),
-                MYSQL_TYPE_TIMESTAMP2 => Kind::Timestamp(dec),
-                MYSQL_TYPE_TIME => Kind::Time(0),
-                MYSQL_TYPE_TIME2 => Kind::Time(dec),
-                MYSQL_TYPE_JSON => Kind::Json,
-                MYSQL_TYPE_ENUM => {
-                    Kind::Enum(enums.next().unwrap_or_else(|| Arc::from(Vec::new())))
-                }
-                MYSQL_TYPE_SET => Kind::Set(sets.next().unwrap_or_else(|| Arc::from(Vec::new()))),
-                MYSQL_TYPE_VARCHAR
-                | MYSQL_TYPE_VAR_STRING
-                | MYSQL_TYPE_STRING
-                | MYSQL_TYPE_BLOB
-                | MYSQL_TYPE_TINY_BLOB
-                | MYSQL_TYPE_MEDIUM_BLOB
-                | MYSQL_TYPE_LONG_BLOB => {
-                    // 63 is the `binary` character set: BINARY, VARBINARY and BLOB.
-                    if charset == Some(63) {
-                        Kind::Binary
-                    } else {
-                        Kind::Text
-                    }
-                }
-                _ => Kind::Binary,
-            };
+            let is_unsigned = is_numeric(ty) && unsigned.next().unwrap_or(false);
+            let pg = binlog_pg_type(ty, is_unsigned, meta);
+            let kind = binlog_kind(ty, dec, charset, &mut enums, &mut sets);
             types.push(if pg.is_empty() {
                 pg_type(&kind).to_string()
             } else {

@@ -155,6 +155,18 @@ impl MysqlSource {
     }
 }
 
+/// One table being read by the snapshot: what every chunk of it needs.
+struct TableRead<'a> {
+    schema: &'a TableSchema,
+    /// `db.table`.
+    name: &'a str,
+    db: &'a str,
+    table: &'a str,
+    snapshot_id: &'a str,
+    /// The snapshot's streaming start, in the source block of every row.
+    start: &'a Position,
+}
+
 impl MysqlSource {
     /// Runs (or resumes) the snapshot; on success the checkpoint holds the snapshot's binlog
     /// coordinates as the streaming start and the snapshot is marked complete.
@@ -165,9 +177,57 @@ impl MysqlSource {
         state: &mut MysqlCheckpoint,
     ) -> Result<(), SourceError> {
         let mut conn = self.connect().await?;
+        let here = self.open_read_view(&mut conn).await?;
+        let snap = state.snapshot.get_or_insert_with(|| SnapshotState {
+            id: format!("{:016x}", rand::random::<u64>()),
+            ..SnapshotState::default()
+        });
+        snap.attempts += 1;
+        if snap.start.is_none() {
+            snap.start = Some(here.clone());
+        }
+        let snapshot_id = snap.id.clone();
+        let start = snap.start.clone().unwrap_or(here.clone());
+        // The snapshot id and start must be durable before any row carrying them is published.
+        cp.save(state)?;
+        info!(snapshot_id = %snapshot_id, file = %here.file, pos = here.pos, gtid = ?here.gtid, attempt = state.snapshot.as_ref().map_or(0, |s| s.attempts), "snapshot started");
+
+        let listed: Vec<(String, String)> = conn
+            .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME")
+            .await
+            .map_err(upstream("listing the tables"))?;
+        let tables: Vec<(String, String)> = listed
+            .into_iter()
+            .filter(|(d, t)| self.filter.matches(d, t))
+            .collect();
+        let started = Instant::now();
+        let mut total = 0u64;
+        for (db, table) in &tables {
+            let read = self
+                .snapshot_table(ctx, cp, state, &mut conn, &snapshot_id, &start, db, table)
+                .await?;
+            match read {
+                Some(n) => total += n,
+                None => return Ok(()),
+            }
+        }
+        let _ = conn.query_drop("COMMIT").await;
+        if let Some(s) = state.snapshot.as_mut() {
+            s.complete = true;
+        }
+        state.position = Some(start.clone());
+        cp.save(state)?;
+        let secs = started.elapsed().as_secs_f64();
+        info!(snapshot_id = %snapshot_id, tables = tables.len(), rows = total, seconds = secs, rows_per_s = (total as f64 / secs.max(1e-3)) as u64, stream_from = %format!("{}:{}", start.file, start.pos), "snapshot complete");
+        Ok(())
+    }
+
+    /// Opens the consistent read view on `conn` and returns its binlog coordinates (or,
+    /// when the server does not report them, the position read just before it).
+    async fn open_read_view(&self, conn: &mut Conn) -> Result<Position, SourceError> {
         // Read before the read view opens: the fallback streaming start (see
         // SnapshotCoordinates::Preceding).
-        let preceding = self.master_status(&mut conn).await?;
+        let preceding = self.master_status(conn).await?;
         for setup in [
             "SET time_zone = '+00:00'",
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
@@ -213,190 +273,200 @@ impl MysqlSource {
             .flatten()
             .flatten()
             .filter(|g| !g.is_empty());
-        let here = Position { file, pos, gtid };
-        let snap = state.snapshot.get_or_insert_with(|| SnapshotState {
-            id: format!("{:016x}", rand::random::<u64>()),
-            ..SnapshotState::default()
-        });
-        snap.attempts += 1;
-        if snap.start.is_none() {
-            snap.start = Some(here.clone());
-        }
-        let snapshot_id = snap.id.clone();
-        let start = snap.start.clone().unwrap_or(here.clone());
-        // The snapshot id and start must be durable before any row carrying them is published.
-        cp.save(state)?;
-        info!(snapshot_id = %snapshot_id, file = %here.file, pos = here.pos, gtid = ?here.gtid, attempt = state.snapshot.as_ref().map_or(0, |s| s.attempts), "snapshot started");
+        Ok(Position { file, pos, gtid })
+    }
 
-        let listed: Vec<(String, String)> = conn
-            .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME")
-            .await
-            .map_err(upstream("listing the tables"))?;
-        let tables: Vec<(String, String)> = listed
-            .into_iter()
-            .filter(|(d, t)| self.filter.matches(d, t))
-            .collect();
-        let started = Instant::now();
+    /// Reads one table (from its checkpointed progress) chunk by chunk: each chunk
+    /// published, acknowledged, then checkpointed. Returns the rows read, or `None` when a
+    /// shutdown interrupted it.
+    #[allow(clippy::too_many_arguments)]
+    async fn snapshot_table(
+        &self,
+        ctx: &SourceContext,
+        cp: &CheckpointFile,
+        state: &mut MysqlCheckpoint,
+        conn: &mut Conn,
+        snapshot_id: &str,
+        start: &Position,
+        db: &str,
+        table: &str,
+    ) -> Result<Option<u64>, SourceError> {
+        let name = format!("{db}.{table}");
+        let progress = state
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.tables.get(&name).cloned())
+            .unwrap_or_default();
+        if progress.done {
+            return Ok(Some(0));
+        }
+        let schema = Arc::new(table_schema(conn, &ctx.topic_prefix, db, table).await?);
+        ctx.publisher
+            .ensure_topics(&[schema.topic.to_string()])
+            .await?;
+        if schema.pk.is_empty() {
+            warn!(table = %name, "table without a primary key: read in one pass (not resumable mid-table), keyed by the whole row");
+        }
+        // The table's columns, on every partition before its rows (re-sent with the same
+        // source keys when the snapshot resumes).
+        self.snapshot_mark(ctx, &schema, snapshot_id, start, "start")
+            .await?;
+        let read = TableRead {
+            schema: &schema,
+            name: &name,
+            db,
+            table,
+            snapshot_id,
+            start,
+        };
+        let mut last: Option<Vec<PkValue>> = progress.last_pk.clone();
+        let mut rows_done = progress.rows;
         let mut total = 0u64;
-        for (db, table) in &tables {
-            let name = format!("{db}.{table}");
-            let progress = state
-                .snapshot
-                .as_ref()
-                .and_then(|s| s.tables.get(&name).cloned())
-                .unwrap_or_default();
-            if progress.done {
-                continue;
+        loop {
+            if *ctx.shutdown.borrow() {
+                info!(table = %name, "snapshot interrupted by shutdown; it resumes at the next start");
+                return Ok(None);
             }
-            let schema = Arc::new(table_schema(&mut conn, &ctx.topic_prefix, db, table).await?);
-            ctx.publisher
-                .ensure_topics(&[schema.topic.to_string()])
-                .await?;
-            if schema.pk.is_empty() {
-                warn!(table = %name, "table without a primary key: read in one pass (not resumable mid-table), keyed by the whole row");
+            let (sql, params) = self.chunk_query(&read, &last);
+            let rows: Vec<Row> = conn
+                .exec(sql, params)
+                .await
+                .map_err(|e| match &e {
+                    mysql_async::Error::Server(se) if se.code == 1142 || se.code == 1143 => SourceError::Config(format!(
+                        "the CDC user may not read {name} ({}): GRANT SELECT ON {}.* TO the CDC user",
+                        se.message,
+                        quote(db)
+                    )),
+                    _ => upstream(format!("reading {name}"))(e),
+                })?;
+            let n = rows.len();
+            Self::publish_chunk(ctx, &read, rows, &mut last).await?;
+            rows_done += n as u64;
+            total += n as u64;
+            metrics::counter!("ingest_mysql_rows_published_total", "phase" => "snapshot")
+                .increment(n as u64);
+            let finished = schema.pk.is_empty() || n < self.settings.snapshot_chunk_rows;
+            if let Some(s) = state.snapshot.as_mut() {
+                s.tables.insert(
+                    name.clone(),
+                    TableProgress {
+                        done: finished,
+                        last_pk: last.clone(),
+                        rows: rows_done,
+                    },
+                );
             }
-            // The table's columns, on every partition before its rows (re-sent with the same
-            // source keys when the snapshot resumes).
-            self.snapshot_mark(ctx, &schema, &snapshot_id, &start, "start")
-                .await?;
-            let cols: Vec<String> = schema.names.iter().map(|n| quote(n)).collect();
-            let pk_cols: Vec<String> = schema.pk.iter().map(|&i| quote(&schema.names[i])).collect();
-            let base = format!(
-                "SELECT {} FROM {}.{}",
-                cols.join(", "),
-                quote(db),
-                quote(table)
-            );
-            let mut last: Option<Vec<PkValue>> = progress.last_pk.clone();
-            let mut rows_done = progress.rows;
-            loop {
-                if *ctx.shutdown.borrow() {
-                    info!(table = %name, "snapshot interrupted by shutdown; it resumes at the next start");
-                    return Ok(());
-                }
-                let (sql, params) = if schema.pk.is_empty() {
-                    (base.clone(), Params::Empty)
-                } else {
-                    let order = format!(
-                        " ORDER BY {} LIMIT {}",
-                        pk_cols.join(", "),
-                        self.settings.snapshot_chunk_rows
-                    );
-                    match &last {
-                        None => (format!("{base}{order}"), Params::Empty),
-                        Some(vals) => {
-                            let marks = vec!["?"; vals.len()].join(", ");
-                            (
-                                format!("{base} WHERE ({}) > ({marks}){order}", pk_cols.join(", ")),
-                                Params::Positional(vals.iter().map(PkValue::to_value).collect()),
-                            )
-                        }
-                    }
-                };
-                let rows: Vec<Row> = conn
-                    .exec(sql, params)
-                    .await
-                    .map_err(|e| match &e {
-                        mysql_async::Error::Server(se) if se.code == 1142 || se.code == 1143 => SourceError::Config(format!(
-                            "the CDC user may not read {name} ({}): GRANT SELECT ON {}.* TO the CDC user",
-                            se.message,
-                            quote(db)
-                        )),
-                        _ => upstream(format!("reading {name}"))(e),
-                    })?;
-                let n = rows.len();
-                let mut batch = Batch::default();
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                for row in rows {
-                    let raw: Vec<Value> = row.unwrap();
-                    if !schema.pk.is_empty() {
-                        last = Some(
-                            schema
-                                .pk
-                                .iter()
-                                .filter_map(|&i| raw.get(i))
-                                .map(PkValue::from)
-                                .collect(),
-                        );
-                    }
-                    let mut vals = Vec::with_capacity(raw.len());
-                    for (i, v) in raw.into_iter().enumerate() {
-                        let kind = schema.kinds.get(i).unwrap_or(&Kind::Text);
-                        let out = render(kind, v).map_err(|e| {
-                            SourceError::Config(format!(
-                                "{name}, column {}: {e}",
-                                schema.names.get(i).map_or("?", |s| s.as_str())
-                            ))
-                        })?;
-                        vals.push(out);
-                    }
-                    let vals: Vec<Out> = vals;
-                    let source_key = snapshot_source_key(&snapshot_id, &schema, &vals);
-                    let src = MysqlSourceBlock {
-                        version: super::schema::version(),
-                        connector: CONNECTOR,
-                        name: &ctx.topic_prefix,
-                        entity: &schema.entity,
-                        ts_ms: now_ms,
-                        server_id: 0,
-                        file: &start.file,
-                        pos: start.pos,
-                        row: 0,
-                        gtid: start.gtid.as_deref(),
-                        db,
-                        table,
-                        snapshot: true,
-                        source_key: &source_key,
-                    };
-                    let e = encode(&schema, Op::Read, None, Some(&vals), &src, now_ms);
-                    ctx.publisher
-                        .send(&mut batch, &schema.topic, &e.key, &e.payload)
-                        .await?;
-                }
-                batch.acknowledged().await?;
-                rows_done += n as u64;
-                total += n as u64;
-                metrics::counter!("ingest_mysql_rows_published_total", "phase" => "snapshot")
-                    .increment(n as u64);
-                let finished = schema.pk.is_empty() || n < self.settings.snapshot_chunk_rows;
-                if let Some(s) = state.snapshot.as_mut() {
-                    s.tables.insert(
-                        name.clone(),
-                        TableProgress {
-                            done: finished,
-                            last_pk: last.clone(),
-                            rows: rows_done,
-                        },
-                    );
-                }
+            cp.save(state)?;
+            ctx.liveness.beat();
+            if finished {
+                // After the last row: rows of the table that this snapshot did not see
+                // are gone from the source (matters when a snapshot is taken again).
+                self.snapshot_mark(ctx, &schema, snapshot_id, start, "end")
+                    .await?;
+                state.schemas.insert(
+                    name.clone(),
+                    SchemaMemo {
+                        shape: schema.shape(),
+                        ..SchemaMemo::default()
+                    },
+                );
                 cp.save(state)?;
-                ctx.liveness.beat();
-                if finished {
-                    // After the last row: rows of the table that this snapshot did not see
-                    // are gone from the source (matters when a snapshot is taken again).
-                    self.snapshot_mark(ctx, &schema, &snapshot_id, &start, "end")
-                        .await?;
-                    state.schemas.insert(
-                        name.clone(),
-                        SchemaMemo {
-                            shape: schema.shape(),
-                            ..SchemaMemo::default()
-                        },
-                    );
-                    cp.save(state)?;
-                    info!(table = %name, rows = rows_done, "table snapshot done");
-                    break;
-                }
+                info!(table = %name, rows = rows_done, "table snapshot done");
+                return Ok(Some(total));
             }
         }
-        let _ = conn.query_drop("COMMIT").await;
-        if let Some(s) = state.snapshot.as_mut() {
-            s.complete = true;
+    }
+
+    /// The SELECT of a table's next chunk: after the last key read, in key order, at most
+    /// `snapshot_chunk_rows` rows (a table without a primary key: all of it at once).
+    fn chunk_query(&self, read: &TableRead<'_>, last: &Option<Vec<PkValue>>) -> (String, Params) {
+        let schema = read.schema;
+        let cols: Vec<String> = schema.names.iter().map(|n| quote(n)).collect();
+        let pk_cols: Vec<String> = schema.pk.iter().map(|&i| quote(&schema.names[i])).collect();
+        let base = format!(
+            "SELECT {} FROM {}.{}",
+            cols.join(", "),
+            quote(read.db),
+            quote(read.table)
+        );
+        if schema.pk.is_empty() {
+            return (base, Params::Empty);
         }
-        state.position = Some(start.clone());
-        cp.save(state)?;
-        let secs = started.elapsed().as_secs_f64();
-        info!(snapshot_id = %snapshot_id, tables = tables.len(), rows = total, seconds = secs, rows_per_s = (total as f64 / secs.max(1e-3)) as u64, stream_from = %format!("{}:{}", start.file, start.pos), "snapshot complete");
+        let order = format!(
+            " ORDER BY {} LIMIT {}",
+            pk_cols.join(", "),
+            self.settings.snapshot_chunk_rows
+        );
+        match last {
+            None => (format!("{base}{order}"), Params::Empty),
+            Some(vals) => {
+                let marks = vec!["?"; vals.len()].join(", ");
+                (
+                    format!("{base} WHERE ({}) > ({marks}){order}", pk_cols.join(", ")),
+                    Params::Positional(vals.iter().map(PkValue::to_value).collect()),
+                )
+            }
+        }
+    }
+
+    /// Publishes the rows of one chunk as `r` events and waits for the broker's
+    /// acknowledgement; `last` becomes the key of the chunk's last row.
+    async fn publish_chunk(
+        ctx: &SourceContext,
+        read: &TableRead<'_>,
+        rows: Vec<Row>,
+        last: &mut Option<Vec<PkValue>>,
+    ) -> Result<(), SourceError> {
+        let (schema, name, start) = (read.schema, read.name, read.start);
+        let mut batch = Batch::default();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for row in rows {
+            let raw: Vec<Value> = row.unwrap();
+            if !schema.pk.is_empty() {
+                *last = Some(
+                    schema
+                        .pk
+                        .iter()
+                        .filter_map(|&i| raw.get(i))
+                        .map(PkValue::from)
+                        .collect(),
+                );
+            }
+            let mut vals = Vec::with_capacity(raw.len());
+            for (i, v) in raw.into_iter().enumerate() {
+                let kind = schema.kinds.get(i).unwrap_or(&Kind::Text);
+                let out = render(kind, v).map_err(|e| {
+                    SourceError::Config(format!(
+                        "{name}, column {}: {e}",
+                        schema.names.get(i).map_or("?", |s| s.as_str())
+                    ))
+                })?;
+                vals.push(out);
+            }
+            let vals: Vec<Out> = vals;
+            let source_key = snapshot_source_key(read.snapshot_id, schema, &vals);
+            let src = MysqlSourceBlock {
+                version: super::schema::version(),
+                connector: CONNECTOR,
+                name: &ctx.topic_prefix,
+                entity: &schema.entity,
+                ts_ms: now_ms,
+                server_id: 0,
+                file: &start.file,
+                pos: start.pos,
+                row: 0,
+                gtid: start.gtid.as_deref(),
+                db: read.db,
+                table: read.table,
+                snapshot: true,
+                source_key: &source_key,
+            };
+            let e = encode(schema, Op::Read, None, Some(&vals), &src, now_ms);
+            ctx.publisher
+                .send(&mut batch, &schema.topic, &e.key, &e.payload)
+                .await?;
+        }
+        batch.acknowledged().await?;
         Ok(())
     }
 }
