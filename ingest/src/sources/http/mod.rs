@@ -349,37 +349,34 @@ impl HttpSource {
         // hide a record whose last event may be lost).
         let conditional = ep.conditional && !store.snap.keys.values().any(|s| s.uncertain);
         debug!(endpoint = %ep.name, poll = poll_no, %url, "poll starts");
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut visited: HashSet<String> = HashSet::new();
-        let mut cursor_max: Option<String> = None;
-        let mut sizes: Vec<usize> = Vec::new();
-        let mut in_flight: Option<(Batch, u64)> = None;
-        let mut stats = PollStats::default();
-        let mut page_no = 0u64;
-        let mut memos: HashMap<String, PageMemo> = HashMap::new();
-        let settings = &self.settings;
+        let mut run = PollRun {
+            source: self,
+            ep,
+            ctx,
+            topic,
+            dlq,
+            poll_no,
+            page_no: 0,
+            seen: HashSet::new(),
+            visited: HashSet::new(),
+            cursor_max: None,
+            sizes: Vec::new(),
+            in_flight: None,
+            stats: PollStats::default(),
+            memos: HashMap::new(),
+        };
 
-        macro_rules! settle {
-            () => {
-                if let Some((b, n)) = in_flight.take() {
-                    b.acknowledged().await?;
-                    store.acknowledged()?;
-                    metrics::counter!("ingest_rows_published_total", "source" => "api", "entity" => ep.name.clone()).increment(n);
-                }
-            };
-        }
-
-        let end_reason: Option<String> = 'pages: loop {
+        let end_reason: Option<String> = loop {
             ctx.liveness.beat();
             if *ctx.shutdown.borrow() {
-                settle!();
+                run.settle(store).await?;
                 return Ok(PollEnd::Stopped);
             }
-            page_no += 1;
-            if page_no > ep.max_pages as u64 {
+            run.page_no += 1;
+            if run.page_no > ep.max_pages as u64 {
                 break Some(format!("more than max_pages = {} pages", ep.max_pages));
             }
-            if !visited.insert(url.to_string()) {
+            if !run.visited.insert(url.to_string()) {
                 break Some(format!("the pagination came back to {url}"));
             }
             let memo = if conditional {
@@ -387,225 +384,17 @@ impl HttpSource {
             } else {
                 None
             };
-            // Fetch and parse, retrying an unparseable page.
-            let mut bad_pages = 0u32;
-            let fresh = loop {
-                let mut stop = ctx.shutdown.clone();
-                // A request in flight (up to its timeout) does not hold up a shutdown.
-                let answer = tokio::select! {
-                    a = fetcher.get(
-                        settings,
-                        &ep.name,
-                        &url,
-                        memo.as_ref().map(|m| &m.validators),
-                        |d| Self::pause(ctx, d),
-                    ) => a,
-                    _ = stop.wait_for(|s| *s) => Err(FetchError::Shutdown),
-                };
-                match answer {
-                    Err(FetchError::Shutdown) => {
-                        settle!();
-                        return Ok(PollEnd::Stopped);
-                    }
-                    Err(e) => break 'pages Some(e.to_string()),
-                    Ok(Answer::NotModified) => match &memo {
-                        Some(_) => break None,
-                        None => {
-                            break 'pages Some(format!(
-                                "{url}: 304 Not Modified to a request without validators"
-                            ))
-                        }
-                    },
-                    Ok(Answer::Ok {
-                        status,
-                        body,
-                        validators,
-                        link,
-                        content_type,
-                    }) => match parse_page(ep, &body) {
-                        Ok(p) => break Some((p, validators, link)),
-                        Err(e) => {
-                            bad_pages += 1;
-                            stats.dead += 1;
-                            metrics::counter!("ingest_dead_letters_total", "source" => "api", "entity" => ep.name.clone()).increment(1);
-                            metrics::counter!("ingest_http_pages_total", "endpoint" => ep.name.clone(), "result" => "invalid").increment(1);
-                            let url_s = url.to_string();
-                            let sk = format!(
-                                "{}:{}:page:{}:{}",
-                                CONNECTOR,
-                                ep.name,
-                                content_hash(url_s.as_bytes()),
-                                content_hash(&body)
-                            );
-                            warn!(endpoint = %ep.name, url = %url_s, status, error = %e, attempt = bad_pages, "unparseable page dead-lettered; asking for it again");
-                            let out = self.dead_letter(
-                                ep,
-                                format!("unparseable page: {e}"),
-                                serde_json::json!({
-                                    "url": url_s, "status": status, "content_type": content_type,
-                                    "poll": poll_no, "page": page_no,
-                                }),
-                                sk,
-                                &body,
-                            );
-                            self.publish(ctx, &topic, &dlq, std::slice::from_ref(&out))
-                                .await?
-                                .acknowledged()
-                                .await?;
-                            if bad_pages >= settings.max_attempts {
-                                break 'pages Some(format!(
-                                    "{url}: unparseable {bad_pages} times: {e}"
-                                ));
-                            }
-                            if !Self::pause(ctx, fetch::backoff(settings, bad_pages)).await {
-                                settle!();
-                                return Ok(PollEnd::Stopped);
-                            }
-                        }
-                    },
+            let next = match run.fetch(fetcher, &url, memo.as_ref()).await? {
+                Fetched::Stopped => {
+                    run.settle(store).await?;
+                    return Ok(PollEnd::Stopped);
                 }
-            };
-            let next = match fresh {
-                None => {
-                    // 304: the page is as it was; its keys count as seen.
-                    let m = memo.expect("a 304 comes with a memo");
-                    metrics::counter!("ingest_http_pages_total", "endpoint" => ep.name.clone(), "result" => "not_modified").increment(1);
-                    seen.extend(m.keys.iter().cloned());
-                    cursor_max = max_cursor(cursor_max, m.cursor_max.as_deref());
-                    if !m.keys.is_empty() {
-                        sizes.push(m.keys.len());
-                    }
-                    let next = m.next.as_deref().and_then(|n| reqwest::Url::parse(n).ok());
-                    memos.insert(url.to_string(), m);
-                    next
+                Fetched::Abandon(reason) => break Some(reason),
+                Fetched::NotModified => {
+                    run.not_modified(&url, memo.expect("a 304 comes with a memo"))
                 }
-                Some((page, validators, link)) => {
-                    metrics::counter!("ingest_http_pages_total", "endpoint" => ep.name.clone(), "result" => "fresh").increment(1);
-                    let url_s = url.to_string();
-                    let ts_ms = now_ms();
-                    let max_bytes = ctx.publisher.max_record_bytes();
-                    let mut outs: Vec<Out> = Vec::new();
-                    let mut changes: Vec<(String, KeyState, bool)> = Vec::new();
-                    let mut overlay: HashMap<String, KeyState> = HashMap::new();
-                    let mut page_keys: Vec<String> = Vec::with_capacity(page.records.len());
-                    let mut page_cursor: Option<String> = None;
-                    let mut buf = Vec::new();
-                    for (i, rec) in page.records.iter().enumerate() {
-                        buf.clear();
-                        canonical(rec, &mut buf);
-                        let h = content_hash(&buf);
-                        let kv = match record_key(ep, rec) {
-                            Ok(kv) => kv,
-                            Err(reason) => {
-                                stats.dead += 1;
-                                let sk = format!(
-                                    "{CONNECTOR}:{}:record:{}:{h}",
-                                    ep.name,
-                                    content_hash(url_s.as_bytes())
-                                );
-                                outs.push(self.dead_letter(
-                                    ep,
-                                    reason,
-                                    serde_json::json!({"url": url_s, "poll": poll_no, "page": page_no, "index": i}),
-                                    sk,
-                                    &buf,
-                                ));
-                                continue;
-                            }
-                        };
-                        let key_str =
-                            serde_json::to_string(&kv.iter().map(|(_, v)| *v).collect::<Vec<_>>())
-                                .expect("key serializes");
-                        if let Some(inc) = &ep.incremental {
-                            if let Some(c) = page::at_path(rec, &inc.field).and_then(scalar_text) {
-                                page_cursor = max_cursor(page_cursor, Some(&c));
-                            }
-                        }
-                        page_keys.push(key_str.clone());
-                        seen.insert(key_str.clone());
-                        let prev = overlay
-                            .get(&key_str)
-                            .or_else(|| store.snap.keys.get(&key_str));
-                        let Some((op, st)) = decide(prev, &h) else {
-                            continue;
-                        };
-                        let source_key = format!("{}:{key_str}:{h}:{}", ep.name, st.n);
-                        let src = ApiSource {
-                            version: CONTRACT_VERSION,
-                            connector: CONNECTOR,
-                            name: &self.prefix,
-                            entity: &ep.name,
-                            ts_ms,
-                            url: &url_s,
-                            poll: poll_no,
-                            page: page_no,
-                            index: Some(i),
-                            hash: Some(&h),
-                            seq: st.n,
-                            source_key: &source_key,
-                            snapshot: false,
-                        };
-                        let value = serde_json::to_vec(&Envelope {
-                            before: None::<&Value>,
-                            after: Some(rec),
-                            op,
-                            source: &src,
-                            ts_ms,
-                        })
-                        .expect("envelope serializes");
-                        let key = key_object(&kv);
-                        if value.len() + key.len() > max_bytes {
-                            stats.dead += 1;
-                            outs.push(self.dead_letter(
-                                ep,
-                                format!("the change event would be {} bytes, over the producer's limit of {max_bytes} (raise kafka.client.\"message.max.bytes\")", value.len()),
-                                serde_json::json!({"url": url_s, "poll": poll_no, "page": page_no, "index": i, "key": key_str}),
-                                format!("{CONNECTOR}:{source_key}"),
-                                &buf,
-                            ));
-                        } else {
-                            match op {
-                                Op::Create => stats.created += 1,
-                                _ => stats.updated += 1,
-                            }
-                            outs.push(Out {
-                                dead: false,
-                                key,
-                                value,
-                            });
-                        }
-                        // See Store::stage: what needs its new state durable before the publish.
-                        let durable = ep.deletes || prev.is_some();
-                        overlay.insert(key_str.clone(), st.clone());
-                        changes.push((key_str, st, durable));
-                    }
-                    let n_records = page.records.len();
-                    if n_records > 0 {
-                        sizes.push(n_records);
-                    }
-                    cursor_max = max_cursor(cursor_max, page_cursor.as_deref());
-                    let next = next_url(ep, &url, Some(&page.body), n_records, link.as_deref());
-                    if ep.conditional
-                        && (validators.etag.is_some() || validators.last_modified.is_some())
-                    {
-                        memos.insert(
-                            url_s.clone(),
-                            PageMemo {
-                                validators,
-                                keys: page_keys,
-                                next: next.as_ref().map(|u| u.to_string()),
-                                cursor_max: page_cursor,
-                            },
-                        );
-                    }
-                    // The previous page is acknowledged before this one is written ahead:
-                    // the journal holds at most one unacknowledged group.
-                    settle!();
-                    let n = outs.iter().filter(|o| !o.dead).count() as u64;
-                    store.stage(changes)?;
-                    let batch = self.publish(ctx, &topic, &dlq, &outs).await?;
-                    in_flight = Some((batch, n));
-                    next
+                Fetched::Fresh(page, validators, link) => {
+                    run.fresh_page(store, &url, page, validators, link).await?
                 }
             };
             match next {
@@ -613,7 +402,351 @@ impl HttpSource {
                 None => break None,
             }
         };
-        settle!();
+        run.settle(store).await?;
+        run.finish(store, end_reason).await
+    }
+}
+
+/// A page as the server answered it.
+enum Fetched {
+    /// 304: the page is as it was (its memo holds it).
+    NotModified,
+    Fresh(page::Page, fetch::Validators, Option<String>),
+    /// The poll is given up: why.
+    Abandon(String),
+    Stopped,
+}
+
+/// The page's change events and what they change.
+#[derive(Default)]
+struct PageEvents {
+    outs: Vec<Out>,
+    /// New key states, and whether each must be durable before the publish.
+    changes: Vec<(String, KeyState, bool)>,
+    /// The new states of this page's keys so far (a key may come twice in a page).
+    overlay: HashMap<String, KeyState>,
+    keys: Vec<String>,
+    cursor: Option<String>,
+}
+
+/// Where a record was read in a poll.
+struct RecordAt<'a> {
+    url: &'a str,
+    index: usize,
+    ts_ms: i64,
+}
+
+/// One poll of an endpoint in progress.
+struct PollRun<'a> {
+    source: &'a HttpSource,
+    ep: &'a Endpoint,
+    ctx: &'a SourceContext,
+    topic: Arc<str>,
+    dlq: Arc<str>,
+    poll_no: u64,
+    page_no: u64,
+    /// Keys read by this poll (on fresh pages and on pages answered 304).
+    seen: HashSet<String>,
+    visited: HashSet<String>,
+    cursor_max: Option<String>,
+    /// Records per page (pages with records).
+    sizes: Vec<usize>,
+    /// The last page's events: enqueued, not acknowledged yet, and how many are not dead
+    /// letters.
+    in_flight: Option<(Batch, u64)>,
+    stats: PollStats,
+    memos: HashMap<String, PageMemo>,
+}
+
+impl PollRun<'_> {
+    /// Waits for the acknowledgement of the page in flight, then confirms its states.
+    async fn settle(&mut self, store: &mut Store) -> Result<(), SourceError> {
+        if let Some((b, n)) = self.in_flight.take() {
+            b.acknowledged().await?;
+            store.acknowledged()?;
+            metrics::counter!("ingest_rows_published_total", "source" => "api", "entity" => self.ep.name.clone()).increment(n);
+        }
+        Ok(())
+    }
+
+    /// Fetches and parses a page, dead-lettering and asking again for an unparseable one.
+    async fn fetch(
+        &mut self,
+        fetcher: &mut Fetcher,
+        url: &reqwest::Url,
+        memo: Option<&PageMemo>,
+    ) -> Result<Fetched, SourceError> {
+        let (ep, ctx, settings) = (self.ep, self.ctx, &self.source.settings);
+        let mut bad_pages = 0u32;
+        loop {
+            let mut stop = ctx.shutdown.clone();
+            // A request in flight (up to its timeout) does not hold up a shutdown.
+            let answer = tokio::select! {
+                a = fetcher.get(
+                    settings,
+                    &ep.name,
+                    url,
+                    memo.map(|m| &m.validators),
+                    |d| HttpSource::pause(ctx, d),
+                ) => a,
+                _ = stop.wait_for(|s| *s) => Err(FetchError::Shutdown),
+            };
+            match answer {
+                Err(FetchError::Shutdown) => return Ok(Fetched::Stopped),
+                Err(e) => return Ok(Fetched::Abandon(e.to_string())),
+                Ok(Answer::NotModified) => {
+                    return Ok(match memo {
+                        Some(_) => Fetched::NotModified,
+                        None => Fetched::Abandon(format!(
+                            "{url}: 304 Not Modified to a request without validators"
+                        )),
+                    })
+                }
+                Ok(Answer::Ok {
+                    status,
+                    body,
+                    validators,
+                    link,
+                    content_type,
+                }) => match parse_page(ep, &body) {
+                    Ok(p) => return Ok(Fetched::Fresh(p, validators, link)),
+                    Err(e) => {
+                        bad_pages += 1;
+                        self.stats.dead += 1;
+                        metrics::counter!("ingest_dead_letters_total", "source" => "api", "entity" => ep.name.clone()).increment(1);
+                        metrics::counter!("ingest_http_pages_total", "endpoint" => ep.name.clone(), "result" => "invalid").increment(1);
+                        let url_s = url.to_string();
+                        let sk = format!(
+                            "{}:{}:page:{}:{}",
+                            CONNECTOR,
+                            ep.name,
+                            content_hash(url_s.as_bytes()),
+                            content_hash(&body)
+                        );
+                        warn!(endpoint = %ep.name, url = %url_s, status, error = %e, attempt = bad_pages, "unparseable page dead-lettered; asking for it again");
+                        let out = self.source.dead_letter(
+                            ep,
+                            format!("unparseable page: {e}"),
+                            serde_json::json!({
+                                "url": url_s, "status": status, "content_type": content_type,
+                                "poll": self.poll_no, "page": self.page_no,
+                            }),
+                            sk,
+                            &body,
+                        );
+                        self.source
+                            .publish(ctx, &self.topic, &self.dlq, std::slice::from_ref(&out))
+                            .await?
+                            .acknowledged()
+                            .await?;
+                        if bad_pages >= settings.max_attempts {
+                            return Ok(Fetched::Abandon(format!(
+                                "{url}: unparseable {bad_pages} times: {e}"
+                            )));
+                        }
+                        if !HttpSource::pause(ctx, fetch::backoff(settings, bad_pages)).await {
+                            return Ok(Fetched::Stopped);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// A page answered 304: as it was; its keys count as seen. Returns the next page.
+    fn not_modified(&mut self, url: &reqwest::Url, m: PageMemo) -> Option<reqwest::Url> {
+        metrics::counter!("ingest_http_pages_total", "endpoint" => self.ep.name.clone(), "result" => "not_modified").increment(1);
+        self.seen.extend(m.keys.iter().cloned());
+        self.cursor_max = max_cursor(self.cursor_max.take(), m.cursor_max.as_deref());
+        if !m.keys.is_empty() {
+            self.sizes.push(m.keys.len());
+        }
+        let next = m.next.as_deref().and_then(|n| reqwest::Url::parse(n).ok());
+        self.memos.insert(url.to_string(), m);
+        next
+    }
+
+    /// A fresh page: its change events written ahead and enqueued (after the previous
+    /// page's acknowledgement). Returns the next page.
+    async fn fresh_page(
+        &mut self,
+        store: &mut Store,
+        url: &reqwest::Url,
+        page: page::Page,
+        validators: fetch::Validators,
+        link: Option<String>,
+    ) -> Result<Option<reqwest::Url>, SourceError> {
+        let ep = self.ep;
+        metrics::counter!("ingest_http_pages_total", "endpoint" => ep.name.clone(), "result" => "fresh").increment(1);
+        let url_s = url.to_string();
+        let ev = self.page_events(store, &url_s, &page);
+        let n_records = page.records.len();
+        if n_records > 0 {
+            self.sizes.push(n_records);
+        }
+        self.cursor_max = max_cursor(self.cursor_max.take(), ev.cursor.as_deref());
+        let next = next_url(ep, url, Some(&page.body), n_records, link.as_deref());
+        if ep.conditional && (validators.etag.is_some() || validators.last_modified.is_some()) {
+            self.memos.insert(
+                url_s.clone(),
+                PageMemo {
+                    validators,
+                    keys: ev.keys,
+                    next: next.as_ref().map(|u| u.to_string()),
+                    cursor_max: ev.cursor,
+                },
+            );
+        }
+        // The previous page is acknowledged before this one is written ahead:
+        // the journal holds at most one unacknowledged group.
+        self.settle(store).await?;
+        let n = ev.outs.iter().filter(|o| !o.dead).count() as u64;
+        store.stage(ev.changes)?;
+        let batch = self
+            .source
+            .publish(self.ctx, &self.topic, &self.dlq, &ev.outs)
+            .await?;
+        self.in_flight = Some((batch, n));
+        Ok(next)
+    }
+
+    /// The change events of a fresh page's records (new or changed ones), and dead letters
+    /// for records without a key.
+    fn page_events(&mut self, store: &Store, url_s: &str, page: &page::Page) -> PageEvents {
+        let ep = self.ep;
+        let ts_ms = now_ms();
+        let mut ev = PageEvents {
+            keys: Vec::with_capacity(page.records.len()),
+            ..PageEvents::default()
+        };
+        let mut buf = Vec::new();
+        for (i, rec) in page.records.iter().enumerate() {
+            buf.clear();
+            canonical(rec, &mut buf);
+            let h = content_hash(&buf);
+            let kv = match record_key(ep, rec) {
+                Ok(kv) => kv,
+                Err(reason) => {
+                    self.stats.dead += 1;
+                    let sk = format!(
+                        "{CONNECTOR}:{}:record:{}:{h}",
+                        ep.name,
+                        content_hash(url_s.as_bytes())
+                    );
+                    ev.outs.push(self.source.dead_letter(
+                        ep,
+                        reason,
+                        serde_json::json!({"url": url_s, "poll": self.poll_no, "page": self.page_no, "index": i}),
+                        sk,
+                        &buf,
+                    ));
+                    continue;
+                }
+            };
+            let key_str = serde_json::to_string(&kv.iter().map(|(_, v)| *v).collect::<Vec<_>>())
+                .expect("key serializes");
+            if let Some(inc) = &ep.incremental {
+                if let Some(c) = page::at_path(rec, &inc.field).and_then(scalar_text) {
+                    ev.cursor = max_cursor(ev.cursor.take(), Some(&c));
+                }
+            }
+            ev.keys.push(key_str.clone());
+            self.seen.insert(key_str.clone());
+            let prev = ev
+                .overlay
+                .get(&key_str)
+                .or_else(|| store.snap.keys.get(&key_str));
+            let Some((op, st)) = decide(prev, &h) else {
+                continue;
+            };
+            // See Store::stage: what needs its new state durable before the publish.
+            let durable = ep.deletes || prev.is_some();
+            let at = RecordAt {
+                url: url_s,
+                index: i,
+                ts_ms,
+            };
+            let out = self.change_event(&at, rec, &kv, &key_str, &h, op, st.n, &buf);
+            ev.outs.push(out);
+            ev.overlay.insert(key_str.clone(), st.clone());
+            ev.changes.push((key_str, st, durable));
+        }
+        ev
+    }
+
+    /// The `c` or `u` event of a record (`seq`: the key's change counter), or its dead
+    /// letter when it is over the producer's limit (`canonical`: the record's canonical
+    /// JSON).
+    #[allow(clippy::too_many_arguments)]
+    fn change_event(
+        &mut self,
+        at: &RecordAt<'_>,
+        rec: &Value,
+        kv: &[(&str, &Value)],
+        key_str: &str,
+        h: &str,
+        op: Op,
+        seq: u64,
+        canonical: &[u8],
+    ) -> Out {
+        let ep = self.ep;
+        let ts_ms = at.ts_ms;
+        let max_bytes = self.ctx.publisher.max_record_bytes();
+        let source_key = format!("{}:{key_str}:{h}:{}", ep.name, seq);
+        let src = ApiSource {
+            version: CONTRACT_VERSION,
+            connector: CONNECTOR,
+            name: &self.source.prefix,
+            entity: &ep.name,
+            ts_ms,
+            url: at.url,
+            poll: self.poll_no,
+            page: self.page_no,
+            index: Some(at.index),
+            hash: Some(h),
+            seq,
+            source_key: &source_key,
+            snapshot: false,
+        };
+        let value = serde_json::to_vec(&Envelope {
+            before: None::<&Value>,
+            after: Some(rec),
+            op,
+            source: &src,
+            ts_ms,
+        })
+        .expect("envelope serializes");
+        let key = key_object(kv);
+        if value.len() + key.len() > max_bytes {
+            self.stats.dead += 1;
+            return self.source.dead_letter(
+                ep,
+                format!("the change event would be {} bytes, over the producer's limit of {max_bytes} (raise kafka.client.\"message.max.bytes\")", value.len()),
+                serde_json::json!({"url": at.url, "poll": self.poll_no, "page": self.page_no, "index": at.index, "key": key_str}),
+                format!("{CONNECTOR}:{source_key}"),
+                canonical,
+            );
+        }
+        match op {
+            Op::Create => self.stats.created += 1,
+            _ => self.stats.updated += 1,
+        }
+        Out {
+            dead: false,
+            key,
+            value,
+        }
+    }
+
+    /// After the last page: the records' counts, then (a complete poll) deletes, cursor,
+    /// validators and the poll number into the state.
+    async fn finish(
+        mut self,
+        store: &mut Store,
+        end_reason: Option<String>,
+    ) -> Result<PollEnd, SourceError> {
+        let ep = self.ep;
+        let stats = &self.stats;
         metrics::counter!("ingest_http_records_total", "endpoint" => ep.name.clone(), "op" => "c")
             .increment(stats.created);
         metrics::counter!("ingest_http_records_total", "endpoint" => ep.name.clone(), "op" => "u")
@@ -629,91 +762,114 @@ impl HttpSource {
         }
         // Page sizes: every page but the last must have the same size, or records may have
         // shifted between pages (page-number pagination while the server changed its size).
+        let sizes = &self.sizes;
         let repoll = matches!(ep.pagination, Pagination::Page { .. })
             && sizes.len() > 1
             && sizes[..sizes.len() - 1].iter().any(|s| *s != sizes[0]);
         if ep.deletes && !repoll {
-            // Missing now and in the previous complete poll: deleted. Missing for the first
-            // time: remembered, deleted if the next complete poll misses it too.
-            let mut missing = std::collections::BTreeSet::new();
-            let mut gone: Vec<(String, KeyState)> = Vec::new();
-            for (k, s) in store.snap.keys.iter().filter(|(k, _)| !seen.contains(*k)) {
-                let Some(d) = decide_delete(s) else { continue };
-                if store.snap.missing.contains(k) || s.hash.is_none() {
-                    gone.push((k.clone(), d));
-                } else {
-                    missing.insert(k.clone());
-                }
-            }
-            if !missing.is_empty() {
-                debug!(endpoint = %ep.name, keys = missing.len(), "keys missing from this poll; deleted if the next one misses them too");
-            }
-            store.snap.missing = missing;
-            if !gone.is_empty() {
-                let ts_ms = now_ms();
-                let mut outs = Vec::with_capacity(gone.len());
-                for (k, st) in &gone {
-                    let values: Vec<Value> = serde_json::from_str(k).unwrap_or_default();
-                    let kv: Vec<(&str, &Value)> = ep
-                        .key
-                        .iter()
-                        .map(String::as_str)
-                        .zip(values.iter())
-                        .collect();
-                    let before = key_image(&kv);
-                    let source_key = format!("{}:{k}:deleted:{}", ep.name, st.n);
-                    let src = ApiSource {
-                        version: CONTRACT_VERSION,
-                        connector: CONNECTOR,
-                        name: &self.prefix,
-                        entity: &ep.name,
-                        ts_ms,
-                        url: ep.url.as_str(),
-                        poll: poll_no,
-                        page: page_no,
-                        index: None,
-                        hash: None,
-                        seq: st.n,
-                        source_key: &source_key,
-                        snapshot: false,
-                    };
-                    outs.push(Out {
-                        dead: false,
-                        key: key_object(&kv),
-                        value: serde_json::to_vec(&Envelope {
-                            before: Some(&before),
-                            after: None,
-                            op: Op::Delete,
-                            source: &src,
-                            ts_ms,
-                        })
-                        .expect("envelope serializes"),
-                    });
-                }
-                stats.deleted = gone.len() as u64;
-                store.stage(gone.into_iter().map(|(k, s)| (k, s, true)).collect())?;
-                self.publish(ctx, &topic, &dlq, &outs)
-                    .await?
-                    .acknowledged()
-                    .await?;
-                store.acknowledged()?;
-                metrics::counter!("ingest_http_records_total", "endpoint" => ep.name.clone(), "op" => "d").increment(stats.deleted);
-            }
+            self.deletes(store).await?;
         }
         if ep.incremental.is_some() {
-            store.snap.cursor = max_cursor(store.snap.cursor.take(), cursor_max.as_deref());
+            store.snap.cursor = max_cursor(store.snap.cursor.take(), self.cursor_max.as_deref());
         }
         // Keep the validators of the pages of this poll only.
         if ep.conditional {
-            store.snap.pages = memos.into_iter().collect();
+            store.snap.pages = self.memos.into_iter().collect();
         }
-        store.snap.polls = poll_no;
+        store.snap.polls = self.poll_no;
         store.compact()?;
         Ok(PollEnd::Complete {
-            pages: page_no,
-            emitted: stats.created + stats.updated + stats.deleted,
+            pages: self.page_no,
+            emitted: self.stats.created + self.stats.updated + self.stats.deleted,
             repoll,
         })
+    }
+
+    /// Keys missing now and in the previous complete poll: deleted (written ahead,
+    /// published, acknowledged, confirmed). Missing for the first time: remembered, deleted
+    /// if the next complete poll misses them too.
+    async fn deletes(&mut self, store: &mut Store) -> Result<(), SourceError> {
+        let ep = self.ep;
+        let mut missing = std::collections::BTreeSet::new();
+        let mut gone: Vec<(String, KeyState)> = Vec::new();
+        for (k, s) in store
+            .snap
+            .keys
+            .iter()
+            .filter(|(k, _)| !self.seen.contains(*k))
+        {
+            let Some(d) = decide_delete(s) else { continue };
+            if store.snap.missing.contains(k) || s.hash.is_none() {
+                gone.push((k.clone(), d));
+            } else {
+                missing.insert(k.clone());
+            }
+        }
+        if !missing.is_empty() {
+            debug!(endpoint = %ep.name, keys = missing.len(), "keys missing from this poll; deleted if the next one misses them too");
+        }
+        store.snap.missing = missing;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let outs = self.delete_events(&gone);
+        self.stats.deleted = gone.len() as u64;
+        store.stage(gone.into_iter().map(|(k, s)| (k, s, true)).collect())?;
+        self.source
+            .publish(self.ctx, &self.topic, &self.dlq, &outs)
+            .await?
+            .acknowledged()
+            .await?;
+        store.acknowledged()?;
+        metrics::counter!("ingest_http_records_total", "endpoint" => ep.name.clone(), "op" => "d")
+            .increment(self.stats.deleted);
+        Ok(())
+    }
+
+    /// The `d` events of deleted keys (their `before`: the key fields).
+    fn delete_events(&self, gone: &[(String, KeyState)]) -> Vec<Out> {
+        let ep = self.ep;
+        let ts_ms = now_ms();
+        let mut outs = Vec::with_capacity(gone.len());
+        for (k, st) in gone {
+            let values: Vec<Value> = serde_json::from_str(k).unwrap_or_default();
+            let kv: Vec<(&str, &Value)> = ep
+                .key
+                .iter()
+                .map(String::as_str)
+                .zip(values.iter())
+                .collect();
+            let before = key_image(&kv);
+            let source_key = format!("{}:{k}:deleted:{}", ep.name, st.n);
+            let src = ApiSource {
+                version: CONTRACT_VERSION,
+                connector: CONNECTOR,
+                name: &self.source.prefix,
+                entity: &ep.name,
+                ts_ms,
+                url: ep.url.as_str(),
+                poll: self.poll_no,
+                page: self.page_no,
+                index: None,
+                hash: None,
+                seq: st.n,
+                source_key: &source_key,
+                snapshot: false,
+            };
+            outs.push(Out {
+                dead: false,
+                key: key_object(&kv),
+                value: serde_json::to_vec(&Envelope {
+                    before: Some(&before),
+                    after: None,
+                    op: Op::Delete,
+                    source: &src,
+                    ts_ms,
+                })
+                .expect("envelope serializes"),
+            });
+        }
+        outs
     }
 }
 
