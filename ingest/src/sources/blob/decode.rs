@@ -163,6 +163,28 @@ pub struct Resume {
     pub index: u64,
 }
 
+/// A CSV record as an object of the header's names to its fields (strings), or why it is
+/// not one (field count differs from the header's, a field is not UTF-8).
+fn csv_object<F: AsRef<[u8]>>(h: &[String], fields: &[F]) -> Result<Obj<'static>, String> {
+    if fields.len() != h.len() {
+        return Err(format!(
+            "expected {} fields as in the header, found {}",
+            h.len(),
+            fields.len()
+        ));
+    }
+    let mut m = Map::with_capacity(h.len());
+    for (name, v) in h.iter().zip(fields) {
+        match std::str::from_utf8(v.as_ref()) {
+            Ok(s) => {
+                m.insert(name.clone(), Value::String(s.to_string()));
+            }
+            Err(_) => return Err(format!("field {name} is not valid UTF-8")),
+        }
+    }
+    Ok(Obj::Map(m))
+}
+
 impl Decoder {
     pub fn new(kind: Kind, delimiter: u8, max_record: usize) -> Self {
         let inner = match kind.format {
@@ -262,213 +284,221 @@ impl Decoder {
     }
 
     fn split(&mut self, eof: bool, f: &mut dyn FnMut(Record<'_>)) -> Result<(), Fatal> {
-        let max = self.max_record;
-        let consumed = match &mut self.inner {
-            Inner::Jsonl { skipping } => {
-                let mut pos = 0;
-                loop {
-                    let rest = &self.buf[pos..];
-                    let nl = rest.iter().position(|&b| b == b'\n');
-                    let (end, next) = match nl {
-                        Some(i) => (pos + i, pos + i + 1),
-                        None if eof && !rest.is_empty() => (self.buf.len(), self.buf.len()),
-                        None => {
-                            if !*skipping && rest.len() > max {
-                                // A line without an end past the limit: dead-letter its start
-                                // and skip to the next newline.
-                                let raw = &self.buf[pos..pos + max];
-                                f(Record {
-                                    index: self.index,
-                                    offset: self.base + pos as u64,
-                                    line: self.line,
-                                    raw,
-                                    value: Err(format!("line longer than {max} bytes")),
-                                });
-                                self.index += 1;
-                                *skipping = true;
-                            }
-                            if *skipping {
-                                pos = self.buf.len();
-                            }
-                            break pos;
-                        }
-                    };
-                    let line_bytes = &self.buf[pos..end];
-                    let line_no = self.line;
-                    self.line += 1;
-                    if *skipping {
-                        *skipping = false;
-                        pos = next;
-                        continue;
-                    }
-                    let trimmed = trim_ascii(line_bytes);
-                    if !trimmed.is_empty() {
-                        f(Record {
-                            index: self.index,
-                            offset: self.base + pos as u64,
-                            line: line_no,
-                            raw: line_bytes,
-                            value: parse_object(trimmed),
-                        });
-                        self.index += 1;
-                    }
-                    pos = next;
-                    if pos >= self.buf.len() {
-                        break pos;
-                    }
-                }
-            }
-            Inner::Json(arr) => {
-                let mut pos = 0;
-                loop {
-                    while pos < self.buf.len() && self.buf[pos].is_ascii_whitespace() {
-                        pos += 1;
-                    }
-                    if pos >= self.buf.len() {
-                        break;
-                    }
-                    match arr.state {
-                        ArrayState::Start => {
-                            if self.buf[pos] == b'[' {
-                                arr.state = ArrayState::Between;
-                                pos += 1;
-                            } else {
-                                return Err(self.fatal_at(
-                                    pos,
-                                    "a JSON array blob must start with '['".into(),
-                                ));
-                            }
-                        }
-                        ArrayState::End => {
-                            return Err(
-                                self.fatal_at(pos, "data after the end of the JSON array".into())
-                            );
-                        }
-                        ArrayState::Between => match self.buf[pos] {
-                            b',' => pos += 1,
-                            b']' => {
-                                arr.state = ArrayState::End;
-                                pos += 1;
-                            }
-                            _ => match element_end(&self.buf[pos..]) {
-                                Some(len) => {
-                                    let raw = &self.buf[pos..pos + len];
-                                    f(Record {
-                                        index: self.index,
-                                        offset: self.base + pos as u64,
-                                        line: 0,
-                                        raw,
-                                        value: parse_object(raw),
-                                    });
-                                    self.index += 1;
-                                    pos += len;
-                                }
-                                None if self.buf.len() - pos > max => {
-                                    return Err(self.fatal_at(
-                                        pos,
-                                        format!("JSON array element longer than {max} bytes"),
-                                    ))
-                                }
-                                None => break,
-                            },
-                        },
-                    }
-                }
-                if eof && arr.state != ArrayState::End {
-                    let reason = if arr.state == ArrayState::Start && pos >= self.buf.len() {
-                        None // an empty blob holds no records
-                    } else {
-                        Some("the JSON array is not closed (truncated blob?)".to_string())
-                    };
-                    if let Some(reason) = reason {
-                        return Err(self.fatal_at(pos.min(self.buf.len()), reason));
-                    }
-                }
-                pos
-            }
-            Inner::Csv { splitter, header } => {
-                let base = self.base;
-                let mut line = self.line;
-                let mut index = self.index;
-                let mut tail = Vec::new();
-                let data: &[u8] = if eof && !self.buf.ends_with(b"\n") && !self.buf.is_empty() {
-                    // The last record has no newline: complete it.
-                    tail.extend_from_slice(&self.buf);
-                    tail.push(b'\n');
-                    &tail
-                } else {
-                    &self.buf
-                };
-                let consumed = splitter.split(data, |item| {
-                    let (start, raw, nl_before, nl, fields) = match item {
-                        Item::Record(r) => (
-                            r.start,
-                            r.raw,
-                            r.newlines_before,
-                            r.newlines,
-                            Some(r.fields),
-                        ),
-                        Item::Oversized(o) => (o.start, o.raw, o.newlines_before, o.newlines, None),
-                    };
-                    line += nl_before;
-                    let rec_line = line;
-                    line += nl;
-                    let Some(h) = header.as_ref() else {
-                        // The first record is the header.
-                        let names = fields
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|v| String::from_utf8_lossy(v).trim().to_string())
-                            .collect();
-                        *header = Some(names);
-                        return;
-                    };
-                    let value = match fields {
-                        None => Err(format!(
-                            "record longer than {max} bytes without an end (unbalanced quote?)"
-                        )),
-                        Some(fields) if fields.len() != h.len() => Err(format!(
-                            "expected {} fields as in the header, found {}",
-                            h.len(),
-                            fields.len()
-                        )),
-                        Some(fields) => {
-                            let mut m = Map::with_capacity(h.len());
-                            let mut err = None;
-                            for (name, v) in h.iter().zip(fields) {
-                                match std::str::from_utf8(v) {
-                                    Ok(s) => {
-                                        m.insert(name.clone(), Value::String(s.to_string()));
-                                    }
-                                    Err(_) => {
-                                        err = Some(format!("field {name} is not valid UTF-8"));
-                                        break;
-                                    }
-                                }
-                            }
-                            match err {
-                                Some(e) => Err(e),
-                                None => Ok(Obj::Map(m)),
-                            }
-                        }
-                    };
-                    f(Record {
-                        index,
-                        offset: base + start as u64,
-                        line: rec_line,
-                        raw,
-                        value,
-                    });
-                    index += 1;
-                });
-                self.line = line;
-                self.index = index;
-                consumed.min(self.buf.len())
-            }
+        // The format's state is taken out while the buffer is split, and put back after.
+        let mut inner = std::mem::replace(&mut self.inner, Inner::Jsonl { skipping: false });
+        let consumed = match &mut inner {
+            Inner::Jsonl { skipping } => Ok(self.split_jsonl(skipping, eof, f)),
+            Inner::Json(arr) => self.split_json(arr, eof, f),
+            Inner::Csv { splitter, header } => Ok(self.split_csv(splitter, header, eof, f)),
         };
+        self.inner = inner;
+        let consumed = consumed?;
         self.buf.drain(..consumed);
         self.base += consumed as u64;
         Ok(())
+    }
+
+    /// JSON lines: every complete line (and the last one at `eof`) is a record; returns the
+    /// bytes consumed.
+    fn split_jsonl(
+        &mut self,
+        skipping: &mut bool,
+        eof: bool,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> usize {
+        let max = self.max_record;
+        let mut pos = 0;
+        loop {
+            let rest = &self.buf[pos..];
+            let nl = rest.iter().position(|&b| b == b'\n');
+            let (end, next) = match nl {
+                Some(i) => (pos + i, pos + i + 1),
+                None if eof && !rest.is_empty() => (self.buf.len(), self.buf.len()),
+                None => {
+                    if !*skipping && rest.len() > max {
+                        // A line without an end past the limit: dead-letter its start
+                        // and skip to the next newline.
+                        let raw = &self.buf[pos..pos + max];
+                        f(Record {
+                            index: self.index,
+                            offset: self.base + pos as u64,
+                            line: self.line,
+                            raw,
+                            value: Err(format!("line longer than {max} bytes")),
+                        });
+                        self.index += 1;
+                        *skipping = true;
+                    }
+                    if *skipping {
+                        pos = self.buf.len();
+                    }
+                    break pos;
+                }
+            };
+            let line_bytes = &self.buf[pos..end];
+            let line_no = self.line;
+            self.line += 1;
+            if *skipping {
+                *skipping = false;
+                pos = next;
+                continue;
+            }
+            let trimmed = trim_ascii(line_bytes);
+            if !trimmed.is_empty() {
+                f(Record {
+                    index: self.index,
+                    offset: self.base + pos as u64,
+                    line: line_no,
+                    raw: line_bytes,
+                    value: parse_object(trimmed),
+                });
+                self.index += 1;
+            }
+            pos = next;
+            if pos >= self.buf.len() {
+                break pos;
+            }
+        }
+    }
+
+    /// One JSON array: every complete element is a record; returns the bytes consumed, or
+    /// the error that makes the rest of the blob unreadable.
+    fn split_json(
+        &mut self,
+        arr: &mut JsonArray,
+        eof: bool,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> Result<usize, Fatal> {
+        let max = self.max_record;
+        let mut pos = 0;
+        loop {
+            while pos < self.buf.len() && self.buf[pos].is_ascii_whitespace() {
+                pos += 1;
+            }
+            if pos >= self.buf.len() {
+                break;
+            }
+            match arr.state {
+                ArrayState::Start => {
+                    if self.buf[pos] == b'[' {
+                        arr.state = ArrayState::Between;
+                        pos += 1;
+                    } else {
+                        return Err(
+                            self.fatal_at(pos, "a JSON array blob must start with '['".into())
+                        );
+                    }
+                }
+                ArrayState::End => {
+                    return Err(self.fatal_at(pos, "data after the end of the JSON array".into()));
+                }
+                ArrayState::Between => match self.buf[pos] {
+                    b',' => pos += 1,
+                    b']' => {
+                        arr.state = ArrayState::End;
+                        pos += 1;
+                    }
+                    _ => match element_end(&self.buf[pos..]) {
+                        Some(len) => {
+                            let raw = &self.buf[pos..pos + len];
+                            f(Record {
+                                index: self.index,
+                                offset: self.base + pos as u64,
+                                line: 0,
+                                raw,
+                                value: parse_object(raw),
+                            });
+                            self.index += 1;
+                            pos += len;
+                        }
+                        None if self.buf.len() - pos > max => {
+                            return Err(self.fatal_at(
+                                pos,
+                                format!("JSON array element longer than {max} bytes"),
+                            ))
+                        }
+                        None => break,
+                    },
+                },
+            }
+        }
+        if eof && arr.state != ArrayState::End {
+            let reason = if arr.state == ArrayState::Start && pos >= self.buf.len() {
+                None // an empty blob holds no records
+            } else {
+                Some("the JSON array is not closed (truncated blob?)".to_string())
+            };
+            if let Some(reason) = reason {
+                return Err(self.fatal_at(pos.min(self.buf.len()), reason));
+            }
+        }
+        Ok(pos)
+    }
+
+    /// CSV: the first record is the header, every later complete record (and the last one
+    /// at `eof`, newline or not) a record; returns the bytes consumed.
+    fn split_csv(
+        &mut self,
+        splitter: &mut Splitter,
+        header: &mut Option<Vec<String>>,
+        eof: bool,
+        f: &mut dyn FnMut(Record<'_>),
+    ) -> usize {
+        let max = self.max_record;
+        let base = self.base;
+        let mut line = self.line;
+        let mut index = self.index;
+        let mut tail = Vec::new();
+        let data: &[u8] = if eof && !self.buf.ends_with(b"\n") && !self.buf.is_empty() {
+            // The last record has no newline: complete it.
+            tail.extend_from_slice(&self.buf);
+            tail.push(b'\n');
+            &tail
+        } else {
+            &self.buf
+        };
+        let consumed = splitter.split(data, |item| {
+            let (start, raw, nl_before, nl, fields) = match item {
+                Item::Record(r) => (
+                    r.start,
+                    r.raw,
+                    r.newlines_before,
+                    r.newlines,
+                    Some(r.fields),
+                ),
+                Item::Oversized(o) => (o.start, o.raw, o.newlines_before, o.newlines, None),
+            };
+            line += nl_before;
+            let rec_line = line;
+            line += nl;
+            let Some(h) = header.as_ref() else {
+                // The first record is the header.
+                let names = fields
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v).trim().to_string())
+                    .collect();
+                *header = Some(names);
+                return;
+            };
+            let value = match fields {
+                None => Err(format!(
+                    "record longer than {max} bytes without an end (unbalanced quote?)"
+                )),
+                Some(fields) => csv_object(h, &fields),
+            };
+            f(Record {
+                index,
+                offset: base + start as u64,
+                line: rec_line,
+                raw,
+                value,
+            });
+            index += 1;
+        });
+        self.line = line;
+        self.index = index;
+        consumed.min(self.buf.len())
     }
 
     fn fatal_at(&mut self, pos: usize, reason: String) -> Fatal {

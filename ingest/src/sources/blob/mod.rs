@@ -56,7 +56,7 @@ use crate::publisher::Batch;
 use azure_core::error::ErrorKind;
 use azure_core::prelude::IfMatchCondition;
 use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
-use decode::{Decoder, Kind, Obj, Record, Resume};
+use decode::{Decoder, Fatal, Kind, Obj, Record, Resume};
 use etl_contract::{
     data_topic, dead_letter_topic, DeadLetter, DeadLetterOrigin, Envelope, Op, CONTRACT_VERSION,
 };
@@ -286,6 +286,132 @@ impl Drop for Prefetch {
     }
 }
 
+/// Keys and values of a chunk's records: whether it is a dead letter, and the ranges of its
+/// key and value in the arena.
+type Items = Vec<(bool, Range<usize>, Range<usize>)>;
+
+/// What every record of one blob version needs to become a change event or a dead letter.
+struct BlobRecords<'a> {
+    prefix: &'a str,
+    src: &'a BlobSourceSettings,
+    name: &'a str,
+    etag: &'a str,
+    gzip: bool,
+    /// `c` for the first version of the blob, `u` for a later one.
+    op: Op,
+    ts_ms: i64,
+    /// The producer's record limit.
+    max_bytes: usize,
+}
+
+impl BlobRecords<'_> {
+    /// Appends a record's key and change event to `arena` (their ranges to `items`), or its
+    /// dead letter when it is not an object with the key fields or its event is over the
+    /// producer's limit.
+    fn push_record(&self, arena: &mut Vec<u8>, items: &mut Items, r: Record<'_>) {
+        let (container, name, etag) = (self.src.container.as_str(), self.name, self.etag);
+        let (ts_ms, max_bytes) = (self.ts_ms, self.max_bytes);
+        let source_key = format!("{container}/{name}@{etag}:{}", r.index);
+        let verdict: Result<(), String> = match r.value {
+            Ok(obj) => match record_key(&obj, &self.src.key) {
+                Ok(key) => {
+                    let k0 = arena.len();
+                    serde_json::to_writer(&mut *arena, &key).expect("key serializes");
+                    let k1 = arena.len();
+                    let pos = BlobPos {
+                        version: CONTRACT_VERSION,
+                        connector: "blob",
+                        name: self.prefix,
+                        entity: &self.src.entity,
+                        ts_ms,
+                        container,
+                        blob: name,
+                        etag,
+                        record: r.index,
+                        line: r.line,
+                        offset: r.offset,
+                        gzip: self.gzip,
+                        snapshot: false,
+                        source_key: source_key.clone(),
+                    };
+                    serde_json::to_writer(
+                        &mut *arena,
+                        &Envelope {
+                            before: None,
+                            after: Some(&obj),
+                            op: self.op,
+                            source: &pos,
+                            ts_ms,
+                        },
+                    )
+                    .expect("envelope serializes");
+                    if arena.len() - k0 <= max_bytes {
+                        items.push((false, k0..k1, k1..arena.len()));
+                        Ok(())
+                    } else {
+                        let size = arena.len() - k0;
+                        arena.truncate(k0);
+                        Err(format!("the change event would be {size} bytes, over the producer's limit of {max_bytes}"))
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(reason) = verdict {
+            let dl = DeadLetter::new(
+                reason,
+                DeadLetterOrigin {
+                    connector: "blob",
+                    name: self.prefix,
+                    entity: Some(&self.src.entity),
+                    position: serde_json::json!({
+                        "container": container, "blob": name, "etag": etag,
+                        "record": r.index, "line": r.line, "offset": r.offset,
+                        "gzip": self.gzip,
+                    }),
+                    source_key: format!("blob:{source_key}"),
+                },
+                r.raw,
+                ts_ms,
+            );
+            let k0 = arena.len();
+            arena.extend_from_slice(dl.source_key.as_bytes());
+            let k1 = arena.len();
+            serde_json::to_writer(&mut *arena, &dl).expect("dead letter serializes");
+            items.push((true, k0..k1, k1..arena.len()));
+        }
+    }
+
+    /// Appends the dead letter of the unreadable rest of the blob (`record`: the index the
+    /// decoder reached).
+    fn push_unreadable(&self, arena: &mut Vec<u8>, items: &mut Items, f: &Fatal, record: u64) {
+        let (container, name, etag) = (self.src.container.as_str(), self.name, self.etag);
+        let source_key = format!("blob:{container}/{name}@{etag}:blob");
+        let dl = DeadLetter::new(
+            f.reason.clone(),
+            DeadLetterOrigin {
+                connector: "blob",
+                name: self.prefix,
+                entity: Some(&self.src.entity),
+                position: serde_json::json!({
+                    "container": container, "blob": name, "etag": etag,
+                    "record": record, "offset": f.offset,
+                    "gzip": self.gzip, "whole_blob": true,
+                }),
+                source_key: source_key.clone(),
+            },
+            &f.raw,
+            self.ts_ms,
+        );
+        let k0 = arena.len();
+        arena.extend_from_slice(source_key.as_bytes());
+        let k1 = arena.len();
+        serde_json::to_writer(&mut *arena, &dl).expect("dead letter serializes");
+        items.push((true, k0..k1, k1..arena.len()));
+    }
+}
+
 /// Outcome of reading a blob.
 enum ReadOutcome {
     Done,
@@ -379,35 +505,9 @@ impl BlobSource {
         let full = date
             && src.full_rescan_interval_s > 0
             && now_ms - state.last_full_scan_ms >= src.full_rescan_interval_s as i64 * 1000;
-        let mut listed: Vec<Listed> = Vec::new();
-        for p in &src.prefixes {
-            let res = if date {
-                let from = if full {
-                    None
-                } else {
-                    state.settled.get(p).cloned()
-                };
-                self.list_dated(&c, p, from.as_deref(), &mut listed).await
-            } else {
-                self.list_flat(&c, p, None, &mut listed).await
-            };
-            match res {
-                Ok(()) => {}
-                // A missing container is not an empty one: nothing is deleted, the next poll
-                // looks again.
-                Err(e) if matches!(e.kind(), ErrorKind::HttpResponse { status, .. } if u16::from(*status) == 404) =>
-                {
-                    warn!(entity = %src.entity, container = %src.container, endpoint = %self.endpoint, "container not found; waiting for it");
-                    return Ok(());
-                }
-                Err(e) => {
-                    return Err(upstream(format!(
-                        "listing container {} under {p:?} at {}",
-                        src.container, self.endpoint
-                    ))(e))
-                }
-            }
-        }
+        let Some(mut listed) = self.list_source(&c, &state, date, full).await? else {
+            return Ok(());
+        };
         listed.sort_by(|a, b| a.name.cmp(&b.name));
         listed.dedup_by(|a, b| a.name == b.name);
         metrics::gauge!("ingest_blob_listed", "entity" => src.entity.clone())
@@ -415,68 +515,12 @@ impl BlobSource {
 
         // A full rescan brings back settled days: keep only those whose listing changed.
         if full {
-            let mut by_day: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
-            for l in &listed {
-                if let Some(d) = &l.day {
-                    by_day.entry(d.as_str()).or_default().push(l);
-                }
-            }
-            let mut reopened = HashSet::new();
-            for (day, items) in &by_day {
-                if let Some(old) = state.digests.get(*day) {
-                    if *old != digest(items) {
-                        info!(entity = %src.entity, day = %day, "settled day changed since it was read; reading it again");
-                        reopened.insert(day.to_string());
-                    }
-                }
-            }
-            listed.retain(|l| match &l.day {
-                Some(d) => !state.digests.contains_key(d) || reopened.contains(d),
-                None => true,
-            });
-            for d in &reopened {
-                state.digests.remove(d);
-            }
-            for (p, s) in state.settled.iter_mut() {
-                // Reopened days are listed from now on until they settle again.
-                if let Some(min) = reopened
-                    .iter()
-                    .filter_map(|d| d.strip_prefix(p.as_str()))
-                    .filter(|d| d.len() == 10)
-                    .min()
-                {
-                    if min < s.as_str() {
-                        *s = min.to_string();
-                    }
-                }
-            }
+            reopen_changed_days(src, &mut state, &mut listed);
             state.last_full_scan_ms = now_ms;
             c.cp.save(&state)?;
         }
 
-        // Removed blobs (everything tracked is within the listed window).
-        let names: HashSet<&str> = listed.iter().map(|l| l.name.as_str()).collect();
-        let removed: Vec<String> = state
-            .blobs
-            .keys()
-            .filter(|n| !names.contains(n.as_str()))
-            .cloned()
-            .collect();
-        for name in removed {
-            let st = state.blobs.get(&name).cloned().expect("tracked");
-            if src.emit_deletes {
-                let file = self.keys_file(&c, &name, st.generation);
-                self.publish_deletes(ctx, &c, &name, &st.etag, "deleted", &file, None)
-                    .await?;
-                let _ = std::fs::remove_file(&file);
-                if let Some(prev) = &st.prev_keys {
-                    let _ = std::fs::remove_file(prev);
-                }
-            }
-            info!(entity = %src.entity, blob = %name, "blob removed");
-            state.blobs.remove(&name);
-            c.cp.save(&state)?;
-        }
+        self.remove_gone(ctx, &c, &mut state, &listed).await?;
 
         // New and changed blobs, oldest name first.
         let fmt = src.format.and_then(|f| f.format());
@@ -502,37 +546,7 @@ impl BlobSource {
                 None => true,
             };
             if fresh {
-                let old = state.blobs.get(&l.name).cloned();
-                let generation = old.as_ref().map_or(0, |o| o.generation + 1);
-                let prev_keys = match &old {
-                    Some(o) if src.emit_deletes => {
-                        if let Some(p) = &o.prev_keys {
-                            let _ = std::fs::remove_file(p);
-                        }
-                        Some(
-                            self.keys_file(&c, &l.name, o.generation)
-                                .to_string_lossy()
-                                .into_owned(),
-                        )
-                    }
-                    _ => None,
-                };
-                state.blobs.insert(
-                    l.name.clone(),
-                    BlobState {
-                        etag: l.etag.clone(),
-                        size: l.size,
-                        generation,
-                        done: false,
-                        offset: 0,
-                        line: 1,
-                        index: 0,
-                        csv_header: None,
-                        keys_len: 0,
-                        prev_keys,
-                    },
-                );
-                c.cp.save(&state)?;
+                self.track_version(&c, &mut state, l)?;
             }
             match self.read_blob(ctx, &c, &mut state, &l.name, kind).await? {
                 ReadOutcome::Done => {}
@@ -548,6 +562,124 @@ impl BlobSource {
         }
         metrics::gauge!("ingest_blob_tracked", "entity" => src.entity.clone())
             .set(state.blobs.len() as f64);
+        Ok(())
+    }
+
+    /// Lists the blobs under every prefix of the source (date partitions from the settled
+    /// mark on, unless `full`); `None` when the container does not exist.
+    async fn list_source(
+        &self,
+        c: &Ctx<'_>,
+        state: &BlobCheckpoint,
+        date: bool,
+        full: bool,
+    ) -> Result<Option<Vec<Listed>>, SourceError> {
+        let src = c.src;
+        let mut listed: Vec<Listed> = Vec::new();
+        for p in &src.prefixes {
+            let res = if date {
+                let from = if full {
+                    None
+                } else {
+                    state.settled.get(p).cloned()
+                };
+                self.list_dated(c, p, from.as_deref(), &mut listed).await
+            } else {
+                self.list_flat(c, p, None, &mut listed).await
+            };
+            match res {
+                Ok(()) => {}
+                // A missing container is not an empty one: nothing is deleted, the next poll
+                // looks again.
+                Err(e) if matches!(e.kind(), ErrorKind::HttpResponse { status, .. } if u16::from(*status) == 404) =>
+                {
+                    warn!(entity = %src.entity, container = %src.container, endpoint = %self.endpoint, "container not found; waiting for it");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(upstream(format!(
+                        "listing container {} under {p:?} at {}",
+                        src.container, self.endpoint
+                    ))(e))
+                }
+            }
+        }
+        Ok(Some(listed))
+    }
+
+    /// Blobs tracked but no longer listed (everything tracked is within the listed window):
+    /// their keys' `d` events (with `emit_deletes`), then they leave the checkpoint.
+    async fn remove_gone(
+        &self,
+        ctx: &SourceContext,
+        c: &Ctx<'_>,
+        state: &mut BlobCheckpoint,
+        listed: &[Listed],
+    ) -> Result<(), SourceError> {
+        let names: HashSet<&str> = listed.iter().map(|l| l.name.as_str()).collect();
+        let removed: Vec<String> = state
+            .blobs
+            .keys()
+            .filter(|n| !names.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in removed {
+            let st = state.blobs.get(&name).cloned().expect("tracked");
+            if c.src.emit_deletes {
+                let file = self.keys_file(c, &name, st.generation);
+                self.publish_deletes(ctx, c, &name, &st.etag, "deleted", &file, None)
+                    .await?;
+                let _ = std::fs::remove_file(&file);
+                if let Some(prev) = &st.prev_keys {
+                    let _ = std::fs::remove_file(prev);
+                }
+            }
+            info!(entity = %c.src.entity, blob = %name, "blob removed");
+            state.blobs.remove(&name);
+            c.cp.save(state)?;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints a blob version not read yet (new blob, or new etag): read from its start,
+    /// its previous version's keys kept for the deletes.
+    fn track_version(
+        &self,
+        c: &Ctx<'_>,
+        state: &mut BlobCheckpoint,
+        l: &Listed,
+    ) -> Result<(), SourceError> {
+        let old = state.blobs.get(&l.name).cloned();
+        let generation = old.as_ref().map_or(0, |o| o.generation + 1);
+        let prev_keys = match &old {
+            Some(o) if c.src.emit_deletes => {
+                if let Some(p) = &o.prev_keys {
+                    let _ = std::fs::remove_file(p);
+                }
+                Some(
+                    self.keys_file(c, &l.name, o.generation)
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            }
+            _ => None,
+        };
+        state.blobs.insert(
+            l.name.clone(),
+            BlobState {
+                etag: l.etag.clone(),
+                size: l.size,
+                generation,
+                done: false,
+                offset: 0,
+                line: 1,
+                index: 0,
+                csv_header: None,
+                keys_len: 0,
+                prev_keys,
+            },
+        );
+        c.cp.save(state)?;
         Ok(())
     }
 
@@ -845,13 +977,20 @@ impl BlobSource {
         let etag_header = format!("\"{}\"", st.etag);
         let mut in_flight: Option<Pending> = None;
         let mut arena: Vec<u8> = Vec::new();
-        let mut items: Vec<(bool, Range<usize>, Range<usize>)> = Vec::new();
-        let ts_ms = chrono::Utc::now().timestamp_millis();
-        let max_bytes = ctx.publisher.max_record_bytes();
-        let op = if st.generation == 0 {
-            Op::Create
-        } else {
-            Op::Update
+        let mut items: Items = Vec::new();
+        let records = BlobRecords {
+            prefix: &self.prefix,
+            src: c.src,
+            name,
+            etag: &st.etag,
+            gzip: kind.gzip,
+            op: if st.generation == 0 {
+                Op::Create
+            } else {
+                Op::Update
+            },
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            max_bytes: ctx.publisher.max_record_bytes(),
         };
         let mut finished = st.size == 0;
         let mut prefetch =
@@ -887,138 +1026,19 @@ impl BlobSource {
             finished = fetch >= st.size || got == 0;
             arena.clear();
             items.clear();
-            let container = c.src.container.as_str();
-            let etag = st.etag.as_str();
             let mut on_record = |r: Record<'_>| {
                 if r.index < skip_below {
                     return;
                 }
-                let source_key = format!("{container}/{name}@{etag}:{}", r.index);
-                let verdict: Result<(), String> = match r.value {
-                    Ok(obj) => match record_key(&obj, &c.src.key) {
-                        Ok(key) => {
-                            let k0 = arena.len();
-                            serde_json::to_writer(&mut arena, &key).expect("key serializes");
-                            let k1 = arena.len();
-                            let pos = BlobPos {
-                                version: CONTRACT_VERSION,
-                                connector: "blob",
-                                name: &self.prefix,
-                                entity: &c.src.entity,
-                                ts_ms,
-                                container,
-                                blob: name,
-                                etag,
-                                record: r.index,
-                                line: r.line,
-                                offset: r.offset,
-                                gzip: kind.gzip,
-                                snapshot: false,
-                                source_key: source_key.clone(),
-                            };
-                            serde_json::to_writer(
-                                &mut arena,
-                                &Envelope {
-                                    before: None,
-                                    after: Some(&obj),
-                                    op,
-                                    source: &pos,
-                                    ts_ms,
-                                },
-                            )
-                            .expect("envelope serializes");
-                            if arena.len() - k0 <= max_bytes {
-                                items.push((false, k0..k1, k1..arena.len()));
-                                Ok(())
-                            } else {
-                                let size = arena.len() - k0;
-                                arena.truncate(k0);
-                                Err(format!("the change event would be {size} bytes, over the producer's limit of {max_bytes}"))
-                            }
-                        }
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                if let Err(reason) = verdict {
-                    let dl = DeadLetter::new(
-                        reason,
-                        DeadLetterOrigin {
-                            connector: "blob",
-                            name: &self.prefix,
-                            entity: Some(&c.src.entity),
-                            position: serde_json::json!({
-                                "container": container, "blob": name, "etag": etag,
-                                "record": r.index, "line": r.line, "offset": r.offset,
-                                "gzip": kind.gzip,
-                            }),
-                            source_key: format!("blob:{source_key}"),
-                        },
-                        r.raw,
-                        ts_ms,
-                    );
-                    let k0 = arena.len();
-                    arena.extend_from_slice(dl.source_key.as_bytes());
-                    let k1 = arena.len();
-                    serde_json::to_writer(&mut arena, &dl).expect("dead letter serializes");
-                    items.push((true, k0..k1, k1..arena.len()));
-                }
+                records.push_record(&mut arena, &mut items, r);
             };
             let fatal = dec.feed(&data, finished, &mut on_record).err();
             if let Some(f) = &fatal {
                 warn!(entity = %c.src.entity, blob = %name, etag = %st.etag, offset = f.offset, reason = %f.reason, "blob unreadable from here on; dead-lettered");
-                let source_key = format!("blob:{}/{name}@{}:blob", c.src.container, st.etag);
-                let dl = DeadLetter::new(
-                    f.reason.clone(),
-                    DeadLetterOrigin {
-                        connector: "blob",
-                        name: &self.prefix,
-                        entity: Some(&c.src.entity),
-                        position: serde_json::json!({
-                            "container": c.src.container, "blob": name, "etag": st.etag,
-                            "record": dec.position().index, "offset": f.offset,
-                            "gzip": kind.gzip, "whole_blob": true,
-                        }),
-                        source_key: source_key.clone(),
-                    },
-                    &f.raw,
-                    ts_ms,
-                );
-                let k0 = arena.len();
-                arena.extend_from_slice(source_key.as_bytes());
-                let k1 = arena.len();
-                serde_json::to_writer(&mut arena, &dl).expect("dead letter serializes");
-                items.push((true, k0..k1, k1..arena.len()));
+                records.push_unreadable(&mut arena, &mut items, f, dec.position().index);
                 finished = true;
             }
-            let mut batch = Batch::default();
-            let (mut rows, mut dead) = (0u64, 0u64);
-            let mut keys = Vec::new();
-            for (is_dead, k, v) in items.drain(..) {
-                let t = if is_dead {
-                    dead += 1;
-                    &c.dlq
-                } else {
-                    rows += 1;
-                    if c.src.emit_deletes {
-                        keys.extend_from_slice(&arena[k.clone()]);
-                        keys.push(b'\n');
-                    }
-                    &c.topic
-                };
-                ctx.publisher
-                    .send(&mut batch, t, &arena[k], &arena[v])
-                    .await?;
-            }
-            let p = Pending {
-                batch,
-                at: dec.position(),
-                csv_header: dec.csv_header().map(<[String]>::to_vec),
-                keys,
-                rows,
-                dead,
-                bytes: got,
-            };
+            let p = Self::enqueue(ctx, c, &arena, &mut items, &dec, got).await?;
             if let Some(prev) = in_flight.replace(p) {
                 self.commit(c, state, name, prev).await?;
             }
@@ -1027,10 +1047,67 @@ impl BlobSource {
         if let Some(p) = in_flight.take() {
             self.commit(c, state, name, p).await?;
         }
+        self.finish_blob(ctx, c, state, name, &st.etag, &keys_path)
+            .await?;
+        debug!(entity = %c.src.entity, blob = %name, records = dec.position().index, "blob read");
+        Ok(ReadOutcome::Done)
+    }
+
+    /// Enqueues a chunk's records (dead letters to the dead-letter topic) and returns them
+    /// as a chunk waiting for its acknowledgement.
+    async fn enqueue(
+        ctx: &SourceContext,
+        c: &Ctx<'_>,
+        arena: &[u8],
+        items: &mut Items,
+        dec: &Decoder,
+        got: u64,
+    ) -> Result<Pending, SourceError> {
+        let mut batch = Batch::default();
+        let (mut rows, mut dead) = (0u64, 0u64);
+        let mut keys = Vec::new();
+        for (is_dead, k, v) in items.drain(..) {
+            let t = if is_dead {
+                dead += 1;
+                &c.dlq
+            } else {
+                rows += 1;
+                if c.src.emit_deletes {
+                    keys.extend_from_slice(&arena[k.clone()]);
+                    keys.push(b'\n');
+                }
+                &c.topic
+            };
+            ctx.publisher
+                .send(&mut batch, t, &arena[k], &arena[v])
+                .await?;
+        }
+        Ok(Pending {
+            batch,
+            at: dec.position(),
+            csv_header: dec.csv_header().map(<[String]>::to_vec),
+            keys,
+            rows,
+            dead,
+            bytes: got,
+        })
+    }
+
+    /// After a blob's last chunk is acknowledged: `d` events for the keys its previous
+    /// version had and this one lacks, then the blob is checkpointed as read.
+    async fn finish_blob(
+        &self,
+        ctx: &SourceContext,
+        c: &Ctx<'_>,
+        state: &mut BlobCheckpoint,
+        name: &str,
+        etag: &str,
+        keys_path: &std::path::Path,
+    ) -> Result<(), SourceError> {
         // Keys the new version no longer has.
         let prev = state.blobs.get(name).and_then(|s| s.prev_keys.clone());
         if let (true, Some(prev)) = (c.src.emit_deletes, prev) {
-            let keep: HashSet<Vec<u8>> = std::fs::read(&keys_path)
+            let keep: HashSet<Vec<u8>> = std::fs::read(keys_path)
                 .unwrap_or_default()
                 .split(|&b| b == b'\n')
                 .filter(|k| !k.is_empty())
@@ -1040,7 +1117,7 @@ impl BlobSource {
                 ctx,
                 c,
                 name,
-                &st.etag,
+                etag,
                 "gone",
                 std::path::Path::new(&prev),
                 Some(&keep),
@@ -1055,8 +1132,7 @@ impl BlobSource {
         c.cp.save(state)?;
         metrics::counter!("ingest_blob_blobs_read_total", "entity" => c.src.entity.clone())
             .increment(1);
-        debug!(entity = %c.src.entity, blob = %name, records = dec.position().index, "blob read");
-        Ok(ReadOutcome::Done)
+        Ok(())
     }
 
     /// Waits for the broker to acknowledge a chunk, then checkpoints the blob past it.
@@ -1099,6 +1175,50 @@ impl BlobSource {
             .increment(p.dead);
         metrics::counter!("ingest_bytes_read_total", "source" => "blob").increment(p.bytes);
         Ok(())
+    }
+}
+
+/// After a full rescan: drops from `listed` the settled days whose listing did not change,
+/// and reopens those whose listing did (their digest goes, the settled marks move back).
+fn reopen_changed_days(
+    src: &BlobSourceSettings,
+    state: &mut BlobCheckpoint,
+    listed: &mut Vec<Listed>,
+) {
+    let mut by_day: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
+    for l in listed.iter() {
+        if let Some(d) = &l.day {
+            by_day.entry(d.as_str()).or_default().push(l);
+        }
+    }
+    let mut reopened = HashSet::new();
+    for (day, items) in &by_day {
+        if let Some(old) = state.digests.get(*day) {
+            if *old != digest(items) {
+                info!(entity = %src.entity, day = %day, "settled day changed since it was read; reading it again");
+                reopened.insert(day.to_string());
+            }
+        }
+    }
+    listed.retain(|l| match &l.day {
+        Some(d) => !state.digests.contains_key(d) || reopened.contains(d),
+        None => true,
+    });
+    for d in &reopened {
+        state.digests.remove(d);
+    }
+    for (p, s) in state.settled.iter_mut() {
+        // Reopened days are listed from now on until they settle again.
+        if let Some(min) = reopened
+            .iter()
+            .filter_map(|d| d.strip_prefix(p.as_str()))
+            .filter(|d| d.len() == 10)
+            .min()
+        {
+            if min < s.as_str() {
+                *s = min.to_string();
+            }
+        }
     }
 }
 
