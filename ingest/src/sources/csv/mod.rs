@@ -409,24 +409,12 @@ impl CsvSource {
         } else {
             pos
         };
-        let chunk = self
-            .settings
-            .chunk_bytes
-            .max(2 * self.settings.max_record_bytes + 1);
-        let Some(mut f) = open_same(&fs.path, id)
-            .map_err(io_err(format!("cannot open {}", fs.path.display())))?
-        else {
+        if !self.read_chunk(fs, id, start_offset, buf)? {
             // Replaced or rotated since the scan started: the next scan sorts it out.
             return Ok(None);
-        };
-        f.seek(SeekFrom::Start(start_offset))
-            .map_err(io_err(format!("cannot seek {}", fs.path.display())))?;
-        buf.clear();
+        }
         arena.clear();
         out.clear();
-        f.take(chunk as u64)
-            .read_to_end(buf)
-            .map_err(io_err(format!("cannot read {}", fs.path.display())))?;
 
         let topic: Arc<str> = data_topic(&self.prefix, "csv", &entity.name)
             .map_err(|e| SourceError::Config(e.to_string()))?
@@ -437,14 +425,21 @@ impl CsvSource {
         let splitter = splitters.entry(self.delimiter(entity)).or_insert_with(|| {
             Splitter::new(self.delimiter(entity), self.settings.max_record_bytes)
         });
-        let mut batch = Batch::default();
-        let mut line = start_line;
-        let ts_ms = chrono::Utc::now().timestamp_millis();
         let path_str = fs.path.to_string_lossy().into_owned();
+        let chunk = ChunkRecords {
+            prefix: &self.prefix,
+            entity,
+            header,
+            fs,
+            path_str: &path_str,
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            max_bytes: ctx.publisher.max_record_bytes(),
+            max_record_bytes: self.settings.max_record_bytes,
+            enc: entity.encoding().ok().flatten(), // checked when the configuration was loaded
+        };
+        let mut line = start_line;
         // Keys and values of the whole chunk, back to back in one buffer: no allocation per
         // row.
-        let max_bytes = ctx.publisher.max_record_bytes();
-        let enc = entity.encoding().ok().flatten(); // checked when the configuration was loaded
         let consumed = splitter.split(buf, |item| {
             let (rec_start, raw, nl_before, nl, fields) = match item {
                 Item::Record(r) => (
@@ -460,94 +455,12 @@ impl CsvSource {
             let rec_line = line;
             line += nl;
             let offset = start_offset + rec_start as u64;
-            let pos = CsvPosition {
-                version: CONTRACT_VERSION,
-                connector: "csv",
-                name: &self.prefix,
-                entity: &entity.name,
-                ts_ms,
-                file: &path_str,
-                file_id: &fs.file_id,
-                line: rec_line,
-                offset,
-                snapshot: false,
-            };
-            let verdict = match fields {
-                None => Err(format!(
-                    "record longer than {} bytes without an end (unbalanced quote?)",
-                    self.settings.max_record_bytes
-                )),
-                Some(fields) => build_row(header, enc, &fields),
-            };
-            let verdict: Result<(), String> = match verdict {
-                Ok(values) => {
-                    let idx = header.key_idx.as_ref().expect("checked in build_row");
-                    let k0 = arena.len();
-                    serde_json::to_writer(
-                        &mut *arena,
-                        &Key {
-                            names: &header.names,
-                            idx,
-                            values: &values,
-                        },
-                    )
-                    .expect("key serializes");
-                    let k1 = arena.len();
-                    let row = Row {
-                        names: &header.names,
-                        values: &values,
-                    };
-                    serde_json::to_writer(
-                        &mut *arena,
-                        &Envelope {
-                            before: None,
-                            after: Some(row),
-                            op: Op::Create,
-                            source: &pos,
-                            ts_ms,
-                        },
-                    )
-                    .expect("envelope serializes");
-                    if arena.len() - k0 <= max_bytes {
-                        out.push((false, k0..k1, k1..arena.len()));
-                        return;
-                    }
-                    // Too large for a Kafka message: dead-letter it (truncated) instead.
-                    let size = arena.len() - k0;
-                    arena.truncate(k0);
-                    Err(format!(
-                        "the change event would be {size} bytes, over the producer's limit of {max_bytes} (raise kafka.client.\"message.max.bytes\" on the producer and the broker)"
-                    ))
-                }
-                Err(reason) => Err(reason),
-            };
-            if let Err(reason) = verdict {
-                    let source_key = csv_source_key(&fs.file_id, offset);
-                    let origin = serde_json::json!({
-                        "file": path_str, "file_id": fs.file_id, "line": rec_line, "offset": offset,
-                    });
-                    let dl = DeadLetter::new(
-                        reason,
-                        DeadLetterOrigin {
-                            connector: "csv",
-                            name: &self.prefix,
-                            entity: Some(&entity.name),
-                            position: origin,
-                            source_key: source_key.clone(),
-                        },
-                        raw,
-                        ts_ms,
-                    );
-                    let k0 = arena.len();
-                    arena.extend_from_slice(source_key.as_bytes());
-                    let k1 = arena.len();
-                    serde_json::to_writer(&mut *arena, &dl).expect("dead letter serializes");
-                    out.push((true, k0..k1, k1..arena.len()));
-            }
+            chunk.push_record(arena, out, offset, rec_line, raw, fields);
         });
         if consumed == 0 {
             return Ok(None);
         }
+        let mut batch = Batch::default();
         let (mut rows, mut dead) = (0u64, 0u64);
         for (is_dead, k, v) in out.drain(..) {
             let t = if is_dead {
@@ -569,6 +482,33 @@ impl CsvSource {
             dead,
             bytes: consumed as u64,
         }))
+    }
+
+    /// Reads up to one chunk of the file known as `id` from `offset` into `buf`; `false`
+    /// when the path is no longer that file.
+    fn read_chunk(
+        &self,
+        fs: &FileState,
+        id: &str,
+        offset: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, SourceError> {
+        let chunk = self
+            .settings
+            .chunk_bytes
+            .max(2 * self.settings.max_record_bytes + 1);
+        let Some(mut f) = open_same(&fs.path, id)
+            .map_err(io_err(format!("cannot open {}", fs.path.display())))?
+        else {
+            return Ok(false);
+        };
+        f.seek(SeekFrom::Start(offset))
+            .map_err(io_err(format!("cannot seek {}", fs.path.display())))?;
+        buf.clear();
+        f.take(chunk as u64)
+            .read_to_end(buf)
+            .map_err(io_err(format!("cannot read {}", fs.path.display())))?;
+        Ok(true)
     }
 
     /// Waits for the broker to acknowledge a chunk, then checkpoints the file past it.
@@ -607,6 +547,141 @@ impl CsvSource {
     }
 }
 
+/// What every record of one chunk of a file needs to become a change event or a dead
+/// letter.
+struct ChunkRecords<'a> {
+    prefix: &'a str,
+    entity: &'a CsvEntity,
+    header: &'a Header,
+    fs: &'a FileState,
+    path_str: &'a str,
+    ts_ms: i64,
+    /// The producer's record limit.
+    max_bytes: usize,
+    /// `max_record_bytes` of the settings: the longest record the splitter returns whole.
+    max_record_bytes: usize,
+    enc: Option<&'static Encoding>,
+}
+
+/// Keys and values of a chunk's records: whether it is a dead letter, and the ranges of its
+/// key and value in the arena.
+type Items = Vec<(bool, Range<usize>, Range<usize>)>;
+
+impl ChunkRecords<'_> {
+    /// Appends one record's key and change event to `arena` (their ranges to `out`), or its
+    /// dead letter when it cannot be one: an oversized record (`fields` is `None`), a row
+    /// that does not fit the header, an event over the producer's limit.
+    fn push_record(
+        &self,
+        arena: &mut Vec<u8>,
+        out: &mut Items,
+        offset: u64,
+        rec_line: u64,
+        raw: &[u8],
+        fields: Option<Vec<&[u8]>>,
+    ) {
+        let header = self.header;
+        let pos = CsvPosition {
+            version: CONTRACT_VERSION,
+            connector: "csv",
+            name: self.prefix,
+            entity: &self.entity.name,
+            ts_ms: self.ts_ms,
+            file: self.path_str,
+            file_id: &self.fs.file_id,
+            line: rec_line,
+            offset,
+            snapshot: false,
+        };
+        let verdict = match fields {
+            None => Err(format!(
+                "record longer than {} bytes without an end (unbalanced quote?)",
+                self.max_record_bytes
+            )),
+            Some(fields) => build_row(header, self.enc, &fields),
+        };
+        let verdict: Result<(), String> = match verdict {
+            Ok(values) => {
+                let idx = header.key_idx.as_ref().expect("checked in build_row");
+                let k0 = arena.len();
+                serde_json::to_writer(
+                    &mut *arena,
+                    &Key {
+                        names: &header.names,
+                        idx,
+                        values: &values,
+                    },
+                )
+                .expect("key serializes");
+                let k1 = arena.len();
+                let row = Row {
+                    names: &header.names,
+                    values: &values,
+                };
+                serde_json::to_writer(
+                    &mut *arena,
+                    &Envelope {
+                        before: None,
+                        after: Some(row),
+                        op: Op::Create,
+                        source: &pos,
+                        ts_ms: self.ts_ms,
+                    },
+                )
+                .expect("envelope serializes");
+                let max_bytes = self.max_bytes;
+                if arena.len() - k0 <= max_bytes {
+                    out.push((false, k0..k1, k1..arena.len()));
+                    return;
+                }
+                // Too large for a Kafka message: dead-letter it (truncated) instead.
+                let size = arena.len() - k0;
+                arena.truncate(k0);
+                Err(format!(
+                    "the change event would be {size} bytes, over the producer's limit of {max_bytes} (raise kafka.client.\"message.max.bytes\" on the producer and the broker)"
+                ))
+            }
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = verdict {
+            self.push_dead_letter(arena, out, offset, rec_line, raw, reason);
+        }
+    }
+
+    fn push_dead_letter(
+        &self,
+        arena: &mut Vec<u8>,
+        out: &mut Items,
+        offset: u64,
+        rec_line: u64,
+        raw: &[u8],
+        reason: String,
+    ) {
+        let fs = self.fs;
+        let source_key = csv_source_key(&fs.file_id, offset);
+        let origin = serde_json::json!({
+            "file": self.path_str, "file_id": fs.file_id, "line": rec_line, "offset": offset,
+        });
+        let dl = DeadLetter::new(
+            reason,
+            DeadLetterOrigin {
+                connector: "csv",
+                name: self.prefix,
+                entity: Some(&self.entity.name),
+                position: origin,
+                source_key: source_key.clone(),
+            },
+            raw,
+            self.ts_ms,
+        );
+        let k0 = arena.len();
+        arena.extend_from_slice(source_key.as_bytes());
+        let k1 = arena.len();
+        serde_json::to_writer(&mut *arena, &dl).expect("dead letter serializes");
+        out.push((true, k0..k1, k1..arena.len()));
+    }
+}
+
 /// What the reader keeps in memory and does not persist: each file's header (re-read from
 /// the file after a restart) and buffers reused from chunk to chunk (fresh multi-megabyte
 /// buffers per chunk cost more in page faults than the parsing itself).
@@ -615,7 +690,7 @@ struct ReadState {
     headers: HashMap<String, Header>,
     file: Vec<u8>,
     arena: Vec<u8>,
-    items: Vec<(bool, Range<usize>, Range<usize>)>,
+    items: Items,
     splitters: HashMap<u8, Splitter>,
 }
 
