@@ -21,6 +21,9 @@ pub enum DbError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The warehouse's own bookkeeping holds something this version cannot read.
+    #[error("{context}")]
+    State { context: String },
 }
 
 impl DbError {
@@ -31,7 +34,21 @@ impl DbError {
             DbError::Query { source, .. } => source
                 .code()
                 .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")),
-            DbError::Connect { .. } => false,
+            DbError::Connect { .. } | DbError::State { .. } => false,
+        }
+    }
+
+    /// PostgreSQL refused the statement itself because of what it says (SQLSTATE class 42
+    /// but a missing privilege, 0A feature not supported, 54 program limit, or a data
+    /// error): built from an event, the same event will be refused again.
+    pub fn is_refused_statement(&self) -> bool {
+        match self {
+            DbError::Query { source, .. } => source.code().is_some_and(|c| {
+                let c = c.code();
+                (c.starts_with("42") && c != "42501")
+                    || ["0A", "54", "22", "23"].iter().any(|k| c.starts_with(k))
+            }),
+            DbError::Connect { .. } | DbError::State { .. } => false,
         }
     }
 }

@@ -18,6 +18,10 @@
 //! The key of a mirror row (`_key`) is the JSON array of its primary-key values, so that it
 //! survives a renamed key column.
 
+mod types;
+
+pub use types::PgType;
+
 use super::{SilverEvent, SilverStats};
 use crate::sql::DbError;
 use etl_contract::Op;
@@ -44,7 +48,7 @@ const LINEAGE: [(&str, &str, &str); 9] = [
 struct Col {
     name: String,
     #[serde(rename = "type")]
-    ty: String,
+    ty: PgType,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +83,38 @@ struct SchemaIn {
     truncated: bool,
     #[serde(default)]
     snapshot: Option<SnapIn>,
+}
+
+impl SchemaIn {
+    /// What PostgreSQL would accept but the mirror could not work with: checked before any
+    /// DDL is built. (Types are checked when the event is read: see [`PgType`].)
+    fn check(&self) -> Result<(), String> {
+        if self.columns.is_empty() {
+            return Err("the schema event lists no columns".into());
+        }
+        let mut seen = BTreeSet::new();
+        for c in &self.columns {
+            if c.name.is_empty() || c.name.len() > 63 || c.name.contains('\0') {
+                return Err(format!(
+                    "column name {:?} is empty, longer than 63 bytes or holds a NUL byte (PostgreSQL would cut or refuse it)",
+                    c.name.chars().take(80).collect::<String>()
+                ));
+            }
+            if LINEAGE.iter().any(|(n, _, _)| *n == c.name) {
+                return Err(format!(
+                    "column {:?} has the name of a lineage column of the mirror",
+                    c.name
+                ));
+            }
+            if !seen.insert(c.name.as_str()) {
+                return Err(format!("column {:?} is listed twice", c.name));
+            }
+        }
+        if let Some(k) = self.pk.iter().find(|k| !seen.contains(k.as_str())) {
+            return Err(format!("primary-key column {k:?} is not among the columns"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,19 +198,22 @@ async fn load_meta(tx: &Transaction<'_>, entity: &str) -> Result<Option<Meta>, D
         .map_err(DbError::query(format!(
             "reading the mirror state of {entity}"
         )))?;
-    Ok(row.map(|r| {
-        let columns: String = r.get(0);
-        let pk: String = r.get(1);
-        let renames: String = r.get(2);
-        let dropped: String = r.get(3);
-        Meta {
-            columns: serde_json::from_str(&columns).unwrap_or_default(),
-            pk: serde_json::from_str(&pk).unwrap_or_default(),
-            renames: serde_json::from_str(&renames).unwrap_or_default(),
-            dropped: serde_json::from_str(&dropped).unwrap_or_default(),
-            file: r.get(4),
-            pos: r.get(5),
-        }
+    let Some(r) = row else { return Ok(None) };
+    let text = |i: usize| -> String { r.get(i) };
+    let bad = |what: &str, e: serde_json::Error| {
+        DbError::State {
+        context: format!(
+            "pipeline.mirror_tables.{what} of {entity} is not what this version writes: {e} (fix or delete that row, then replay the table's topic)"
+        ),
+    }
+    };
+    Ok(Some(Meta {
+        columns: serde_json::from_str(&text(0)).map_err(|e| bad("columns", e))?,
+        pk: serde_json::from_str(&text(1)).map_err(|e| bad("pk", e))?,
+        renames: serde_json::from_str(&text(2)).map_err(|e| bad("renames", e))?,
+        dropped: serde_json::from_str(&text(3)).map_err(|e| bad("dropped", e))?,
+        file: r.get(4),
+        pos: r.get(5),
     }))
 }
 
@@ -226,192 +265,259 @@ async fn apply_schema(
     tx: &Transaction<'_>,
     entity: &str,
     meta: Option<Meta>,
-    s: SchemaIn,
+    s: &SchemaIn,
 ) -> Result<Meta, DbError> {
-    let t = table_ref(entity);
     let newer = meta
         .as_ref()
         .is_none_or(|m| (s.position.file.as_str(), s.position.pos) > (m.file.as_str(), m.pos));
     let m = match meta {
-        None => {
-            let mut ddl = format!("CREATE TABLE IF NOT EXISTS {t} (");
-            for c in &s.columns {
-                ddl.push_str(&format!("{} {}, ", qi(&c.name), c.ty));
-            }
-            ddl.push_str(
-                &LINEAGE
-                    .iter()
-                    .map(|(n, ty, _)| format!("{n} {ty}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            ddl.push_str(");\n");
-            ddl.push_str(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} (_binlog_file, _binlog_pos);\n",
-                qi(&format!("{entity}_binlog_idx"))
-            ));
-            ddl.push_str(&format!(
-                "COMMENT ON TABLE {t} IS {};\n",
-                ql(&format!(
-                    "Current state of the source table {}.{} (MySQL/MariaDB binlog), one row per primary key; columns follow the source's schema changes (see pipeline.mirror_tables and pipeline.schema_history).",
-                    s.db, s.table
-                ))
-            ));
-            for (n, _, comment) in LINEAGE {
-                ddl.push_str(&format!("COMMENT ON COLUMN {t}.{n} IS {};\n", ql(comment)));
-            }
-            for c in &s.columns {
-                ddl.push_str(&format!(
-                    "COMMENT ON COLUMN {t}.{} IS {};\n",
-                    qi(&c.name),
-                    ql(&format!("Source column {}.{}.{}.", s.db, s.table, c.name))
-                ));
-            }
-            exec(tx, &ddl, &format!("creating the mirror table {t}")).await?;
-            info!(entity, columns = s.columns.len(), "mirror table created");
-            Meta {
-                columns: s.columns.clone(),
-                pk: s.pk.clone(),
-                renames: BTreeMap::new(),
-                dropped: BTreeSet::new(),
-                file: s.position.file.clone(),
-                pos: s.position.pos,
-            }
-        }
-        Some(mut m) if newer => {
-            let mut ddl = String::new();
-            for r in &s.renames {
-                if m.has(&r.from) && !m.has(&r.to) {
-                    ddl.push_str(&format!(
-                        "ALTER TABLE {t} RENAME COLUMN {} TO {};\n",
-                        qi(&r.from),
-                        qi(&r.to)
-                    ));
-                    for c in m.columns.iter_mut().filter(|c| c.name == r.from) {
-                        c.name = r.to.clone();
-                    }
-                    for v in m.renames.values_mut().filter(|v| **v == r.from) {
-                        *v = r.to.clone();
-                    }
-                    m.renames.insert(r.from.clone(), r.to.clone());
-                    m.dropped.remove(&r.to);
-                }
-            }
-            let wanted: BTreeSet<&str> = s.columns.iter().map(|c| c.name.as_str()).collect();
-            for c in m
-                .columns
-                .iter()
-                .filter(|c| !wanted.contains(c.name.as_str()))
-            {
-                ddl.push_str(&format!(
-                    "ALTER TABLE {t} DROP COLUMN IF EXISTS {};\n",
-                    qi(&c.name)
-                ));
-                m.dropped.insert(c.name.clone());
-            }
-            m.columns.retain(|c| wanted.contains(c.name.as_str()));
-            for c in &s.columns {
-                if !m.has(&c.name) {
-                    ddl.push_str(&format!(
-                        "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {} {};\nCOMMENT ON COLUMN {t}.{} IS {};\n",
-                        qi(&c.name),
-                        c.ty,
-                        qi(&c.name),
-                        ql(&format!("Source column {}.{}.{}.", s.db, s.table, c.name))
-                    ));
-                    m.dropped.remove(&c.name);
-                    m.renames.remove(&c.name);
-                }
-            }
-            if !ddl.is_empty() {
-                exec(tx, &ddl, &format!("changing the columns of {t}")).await?;
-            }
-            // Type changes: converted in place when PostgreSQL can; text otherwise.
-            for c in &s.columns {
-                let old = m
-                    .columns
-                    .iter()
-                    .find(|o| o.name == c.name)
-                    .map(|o| o.ty.clone());
-                if let Some(old) = old.filter(|o| *o != c.ty) {
-                    let col = qi(&c.name);
-                    exec(
-                        tx,
-                        "SAVEPOINT mirror_retype",
-                        "savepoint before a column type change",
-                    )
-                    .await?;
-                    let ok = tx
-                        .batch_execute(&format!(
-                            "ALTER TABLE {t} ALTER COLUMN {col} TYPE {} USING {col}::{}",
-                            c.ty, c.ty
-                        ))
-                        .await;
-                    match ok {
-                        Ok(()) => {
-                            exec(
-                                tx,
-                                "RELEASE SAVEPOINT mirror_retype",
-                                "releasing the savepoint",
-                            )
-                            .await?
-                        }
-                        Err(e) => {
-                            warn!(entity, column = %c.name, from = %old, to = %c.ty, error = %crate::sql::pg_message(&e), "cannot convert the column in place; it becomes text");
-                            exec(
-                                tx,
-                                "ROLLBACK TO SAVEPOINT mirror_retype",
-                                "rolling back a column type change",
-                            )
-                            .await?;
-                            exec(
-                                tx,
-                                &format!("ALTER TABLE {t} ALTER COLUMN {col} TYPE text USING {col}::text"),
-                                &format!("changing the type of {t}.{col} to text"),
-                            )
-                            .await?;
-                        }
-                    }
-                }
-            }
-            m.columns = s.columns.clone();
-            m.pk = s.pk.clone();
-            m.file = s.position.file.clone();
-            m.pos = s.position.pos;
-            info!(entity, columns = m.columns.len(), renames = s.renames.len(), file = %m.file, pos = m.pos, "mirror columns follow the source");
-            m
-        }
+        None => create_table(tx, entity, s).await?,
+        Some(m) if newer => alter_table(tx, entity, m, s).await?,
         Some(m) => m,
     };
+    purge_gone(tx, entity, s).await?;
+    if newer {
+        save_meta(tx, entity, &s.db, &s.table, &m).await?;
+    }
+    Ok(m)
+}
+
+fn column_comment(t: &str, s: &SchemaIn, c: &Col) -> String {
+    format!(
+        "COMMENT ON COLUMN {t}.{} IS {};\n",
+        qi(&c.name),
+        ql(&format!("Source column {}.{}.{}.", s.db, s.table, c.name))
+    )
+}
+
+/// The first schema event of a table: creates it with the lineage columns and comments.
+async fn create_table(tx: &Transaction<'_>, entity: &str, s: &SchemaIn) -> Result<Meta, DbError> {
+    let t = table_ref(entity);
+    let mut ddl = format!("CREATE TABLE IF NOT EXISTS {t} (");
+    for c in &s.columns {
+        ddl.push_str(&format!("{} {}, ", qi(&c.name), c.ty));
+    }
+    ddl.push_str(
+        &LINEAGE
+            .iter()
+            .map(|(n, ty, _)| format!("{n} {ty}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    ddl.push_str(");\n");
+    ddl.push_str(&format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {t} (_binlog_file, _binlog_pos);\n",
+        qi(&format!("{entity}_binlog_idx"))
+    ));
+    ddl.push_str(&format!(
+        "COMMENT ON TABLE {t} IS {};\n",
+        ql(&format!(
+            "Current state of the source table {}.{} (MySQL/MariaDB binlog), one row per primary key; columns follow the source's schema changes (see pipeline.mirror_tables and pipeline.schema_history).",
+            s.db, s.table
+        ))
+    ));
+    for (n, _, comment) in LINEAGE {
+        ddl.push_str(&format!("COMMENT ON COLUMN {t}.{n} IS {};\n", ql(comment)));
+    }
+    for c in &s.columns {
+        ddl.push_str(&column_comment(&t, s, c));
+    }
+    exec(tx, &ddl, &format!("creating the mirror table {t}")).await?;
+    info!(entity, columns = s.columns.len(), "mirror table created");
+    Ok(Meta {
+        columns: s.columns.clone(),
+        pk: s.pk.clone(),
+        renames: BTreeMap::new(),
+        dropped: BTreeSet::new(),
+        file: s.position.file.clone(),
+        pos: s.position.pos,
+    })
+}
+
+/// A newer schema event: renames, drops, adds and retypes columns as announced.
+async fn alter_table(
+    tx: &Transaction<'_>,
+    entity: &str,
+    mut m: Meta,
+    s: &SchemaIn,
+) -> Result<Meta, DbError> {
+    let t = table_ref(entity);
+    let mut ddl = String::new();
+    for r in &s.renames {
+        if m.has(&r.from) && !m.has(&r.to) {
+            ddl.push_str(&format!(
+                "ALTER TABLE {t} RENAME COLUMN {} TO {};\n",
+                qi(&r.from),
+                qi(&r.to)
+            ));
+            for c in m.columns.iter_mut().filter(|c| c.name == r.from) {
+                c.name = r.to.clone();
+            }
+            for v in m.renames.values_mut().filter(|v| **v == r.from) {
+                *v = r.to.clone();
+            }
+            m.renames.insert(r.from.clone(), r.to.clone());
+            m.dropped.remove(&r.to);
+        }
+    }
+    let wanted: BTreeSet<&str> = s.columns.iter().map(|c| c.name.as_str()).collect();
+    for c in m
+        .columns
+        .iter()
+        .filter(|c| !wanted.contains(c.name.as_str()))
+    {
+        ddl.push_str(&format!(
+            "ALTER TABLE {t} DROP COLUMN IF EXISTS {};\n",
+            qi(&c.name)
+        ));
+        m.dropped.insert(c.name.clone());
+    }
+    m.columns.retain(|c| wanted.contains(c.name.as_str()));
+    for c in &s.columns {
+        if !m.has(&c.name) {
+            ddl.push_str(&format!(
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {} {};\n",
+                qi(&c.name),
+                c.ty
+            ));
+            ddl.push_str(&column_comment(&t, s, c));
+            m.dropped.remove(&c.name);
+            m.renames.remove(&c.name);
+        }
+    }
+    if !ddl.is_empty() {
+        exec(tx, &ddl, &format!("changing the columns of {t}")).await?;
+    }
+    retype_columns(tx, entity, &m, s).await?;
+    m.columns = s.columns.clone();
+    m.pk = s.pk.clone();
+    m.file = s.position.file.clone();
+    m.pos = s.position.pos;
+    info!(entity, columns = m.columns.len(), renames = s.renames.len(), file = %m.file, pos = m.pos, "mirror columns follow the source");
+    Ok(m)
+}
+
+/// Type changes: converted in place when PostgreSQL can; text otherwise.
+async fn retype_columns(
+    tx: &Transaction<'_>,
+    entity: &str,
+    m: &Meta,
+    s: &SchemaIn,
+) -> Result<(), DbError> {
+    let t = table_ref(entity);
+    for c in &s.columns {
+        let Some(old) = m.columns.iter().find(|o| o.name == c.name && o.ty != c.ty) else {
+            continue;
+        };
+        let col = qi(&c.name);
+        exec(
+            tx,
+            "SAVEPOINT mirror_retype",
+            "savepoint before a column type change",
+        )
+        .await?;
+        let ty = &c.ty;
+        let ok = tx
+            .batch_execute(&format!(
+                "ALTER TABLE {t} ALTER COLUMN {col} TYPE {ty} USING {col}::{ty}"
+            ))
+            .await;
+        match ok {
+            Ok(()) => {
+                exec(
+                    tx,
+                    "RELEASE SAVEPOINT mirror_retype",
+                    "releasing the savepoint",
+                )
+                .await?
+            }
+            Err(e) => {
+                warn!(entity, column = %c.name, from = %old.ty, to = %c.ty, error = %crate::sql::pg_message(&e), "cannot convert the column in place; it becomes text");
+                exec(
+                    tx,
+                    "ROLLBACK TO SAVEPOINT mirror_retype",
+                    "rolling back a column type change",
+                )
+                .await?;
+                exec(
+                    tx,
+                    &format!("ALTER TABLE {t} ALTER COLUMN {col} TYPE text USING {col}::text"),
+                    &format!("changing the type of {t}.{col} to text"),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `TRUNCATE` and the end of a snapshot: rows written before the event are gone.
+async fn purge_gone(tx: &Transaction<'_>, entity: &str, s: &SchemaIn) -> Result<(), DbError> {
     let mut purge = false;
     if s.truncated {
         info!(entity, file = %s.position.file, pos = s.position.pos, "source table truncated");
         purge = true;
     }
-    if let Some(snap) = &s.snapshot {
-        if snap.phase == "end" {
-            info!(entity, snapshot = %snap.id, "snapshot of the table complete: removing rows it did not see");
-            purge = true;
-        }
+    if let Some(snap) = s.snapshot.as_ref().filter(|snap| snap.phase == "end") {
+        info!(entity, snapshot = %snap.id, "snapshot of the table complete: removing rows it did not see");
+        purge = true;
     }
-    if purge {
-        let n = tx
-            .execute(
-                &format!(
-                    "DELETE FROM {t} WHERE (_binlog_file, _binlog_pos) < ($1::text, $2::bigint)"
-                ),
-                &[&s.position.file, &s.position.pos],
+    if !purge {
+        return Ok(());
+    }
+    let t = table_ref(entity);
+    let n = tx
+        .execute(
+            &format!("DELETE FROM {t} WHERE (_binlog_file, _binlog_pos) < ($1::text, $2::bigint)"),
+            &[&s.position.file, &s.position.pos],
+        )
+        .await
+        .map_err(DbError::query(format!("removing rows gone from {t}")))?;
+    if n > 0 {
+        info!(entity, rows = n, "rows gone from the source removed");
+    }
+    Ok(())
+}
+
+/// Applies a schema event in a savepoint: a change PostgreSQL refuses (two columns of one
+/// name, a name too long, too many columns...) is undone and the event quarantined with
+/// PostgreSQL's words, while the table keeps its columns and the other topics carry on.
+async fn apply_schema_or_refuse(
+    tx: &Transaction<'_>,
+    entity: &str,
+    meta: &mut Option<Meta>,
+    s: &SchemaIn,
+) -> Result<Option<String>, DbError> {
+    exec(
+        tx,
+        "SAVEPOINT mirror_schema",
+        "savepoint before a schema change",
+    )
+    .await?;
+    match apply_schema(tx, entity, meta.clone(), s).await {
+        Ok(m) => {
+            exec(
+                tx,
+                "RELEASE SAVEPOINT mirror_schema",
+                "releasing the savepoint",
             )
-            .await
-            .map_err(DbError::query(format!("removing rows gone from {t}")))?;
-        if n > 0 {
-            info!(entity, rows = n, "rows gone from the source removed");
+            .await?;
+            *meta = Some(m);
+            Ok(None)
         }
+        Err(e) if e.is_refused_statement() => {
+            exec(
+                tx,
+                "ROLLBACK TO SAVEPOINT mirror_schema",
+                "rolling back a refused schema change",
+            )
+            .await?;
+            Ok(Some(format!(
+                "schema event refused by the warehouse, the table keeps its columns: {e}"
+            )))
+        }
+        Err(e) => Err(e),
     }
-    if newer {
-        save_meta(tx, entity, &s.db, &s.table, &m).await?;
-    }
-    Ok(m)
 }
 
 /// A row change waiting to be written, last one per key.
@@ -550,13 +656,16 @@ pub async fn apply(
             let parsed = ev
                 .after
                 .ok_or_else(|| "schema event without an after image".to_string())
-                .and_then(|a| serde_json::from_str::<SchemaIn>(a.get()).map_err(|e| e.to_string()));
+                .and_then(|a| serde_json::from_str::<SchemaIn>(a.get()).map_err(|e| e.to_string()))
+                .and_then(|s| s.check().map(|()| s));
             match parsed {
                 Ok(s) => {
                     if let Some(m) = &meta {
                         flush(tx, entity, m, &mut pending, &mut stats).await?;
                     }
-                    meta = Some(apply_schema(tx, entity, meta.take(), s).await?);
+                    if let Some(reason) = apply_schema_or_refuse(tx, entity, &mut meta, &s).await? {
+                        bad.push(Quarantined { ev, reason });
+                    }
                 }
                 Err(reason) => bad.push(Quarantined {
                     ev,
@@ -709,11 +818,11 @@ mod tests {
             columns: vec![
                 Col {
                     name: "id".into(),
-                    ty: "bigint".into(),
+                    ty: PgType::parse("bigint").unwrap(),
                 },
                 Col {
                     name: "remark".into(),
-                    ty: "text".into(),
+                    ty: PgType::parse("text").unwrap(),
                 },
             ],
             pk: vec!["id".into()],
