@@ -74,12 +74,62 @@ pub struct CountryRow {
     pub customers: i64,
 }
 
+/// One day of `gold.forecast_daily`: the point forecast and its 80 % and 95 % bands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForecastPoint {
+    pub date: String,
+    pub day: i32,
+    pub revenue: f64,
+    pub lo80: f64,
+    pub hi80: f64,
+    pub lo95: f64,
+    pub hi95: f64,
+}
+
+/// A day of `gold.anomalies_daily` (all countries) flagged as anomalous.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyPoint {
+    pub date: String,
+    pub day: i32,
+    pub revenue: f64,
+    pub expected: f64,
+    pub score: f64,
+}
+
+/// A KPI over the last 30 days of data and the 30 days before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Formatted value of the recent period.
+    pub now: String,
+    /// Formatted value of the period before.
+    pub before: String,
+    /// Relative change in percent; `None` when the period before is zero.
+    pub pct: Option<f64>,
+}
+
+/// The four KPIs, last 30 days against the 30 days before (ending at the last sale date).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodChange {
+    /// `YYYY-MM-DD – YYYY-MM-DD` of the recent period.
+    pub period: String,
+    pub revenue: Change,
+    pub orders: Change,
+    pub customers: Change,
+    pub avg_basket: Change,
+}
+
 /// Everything the overview page shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OverviewData {
     pub kpis: Kpis,
+    /// The last 30 days against the 30 days before.
+    pub change: Option<PeriodChange>,
     /// The last 365 days of data present, oldest first.
     pub daily: Vec<DailyPoint>,
+    /// The latest forecast (next 90 days), oldest first.
+    pub forecast: Vec<ForecastPoint>,
+    /// Anomalous days among `daily`.
+    pub anomalies: Vec<AnomalyPoint>,
     /// Top 10 countries by revenue.
     pub countries: Vec<CountryRow>,
 }

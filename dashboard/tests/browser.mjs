@@ -84,6 +84,16 @@ try {
     const v = (await page.textContent(`[data-kpi="${kpi}"] .kpi-value`))?.trim();
     if (!v) throw new Error(`KPI ${kpi} is empty`);
   }
+  // Last 30 days against the 30 days before: every test sale is recent, none before.
+  const recent = (await page.textContent('[data-kpi="revenue_30d"] .kpi-value'))?.trim();
+  if (recent !== expectRevenue) throw new Error(`30-day revenue card shows ${JSON.stringify(recent)}, expected ${expectRevenue}`);
+  const recentOrders = (await page.textContent('[data-kpi="orders_30d"] .kpi-value'))?.trim();
+  const allOrders = (await page.textContent('[data-kpi="orders"] .kpi-value'))?.trim();
+  if (recentOrders !== allOrders) throw new Error(`30-day orders ${recentOrders} differ from all orders ${allOrders}`);
+  const delta = (await page.textContent('[data-kpi="revenue_30d"] [data-testid="delta"]'))?.trim();
+  if (delta !== 'new') throw new Error(`30-day revenue change shows ${JSON.stringify(delta)}, expected "new" (nothing in the 30 days before)`);
+  log(`30-day cards ${recent} / ${recentOrders} orders, change ${delta}`);
+  if ((await page.locator('svg.chart path.forecast').count()) !== 1) throw new Error('the chart has no forecast path');
   const d = await page.getAttribute('svg.chart path.line', 'd');
   if (!d || !/^M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+$/.test(d)) throw new Error(`chart line path is ${JSON.stringify(d)}`);
   const rows = await page.locator('table.countries tbody tr').count();
@@ -108,6 +118,8 @@ try {
     { timeout: 10000, polling: 100 },
   );
   log(`revenue card now ${expectAfter} after ${Date.now() - started} ms`);
+  const recentAfter = (await page.textContent('[data-kpi="revenue_30d"] .kpi-value'))?.trim();
+  if (recentAfter !== expectAfter) throw new Error(`30-day revenue card shows ${JSON.stringify(recentAfter)} after the update, expected ${expectAfter}`);
   const same = await page.evaluate(() => window.__sameDocument === true);
   if (!same || navigations !== 1) throw new Error(`the page reloaded (navigations=${navigations})`);
   const updatedAfter = await page.textContent('[data-testid="last-updated"]');

@@ -13,6 +13,22 @@ async function panelCells(page, panel, col) {
   return page.$$eval(`[data-panel="${panel}"] table.data tbody td[data-col="${col}"]`, (tds) => tds.map((t) => t.textContent.trim()));
 }
 
+// The panel's cells once they read `want` (a client-side navigation refetches the data after
+// the URL changed), or what they read after 10 s.
+async function waitCells(page, panel, col, want) {
+  const sel = `[data-panel="${panel}"] table.data tbody td[data-col="${col}"]`;
+  try {
+    await page.waitForFunction(
+      ([s, w]) => Array.from(document.querySelectorAll(s)).map((t) => t.textContent.trim()).join(',') === w,
+      [sel, want],
+      { timeout: 10000, polling: 100 },
+    );
+  } catch (_) {
+    // fall through: the caller reports what is shown
+  }
+  return (await panelCells(page, panel, col)).join(',');
+}
+
 async function waitPage(page, title) {
   await page.waitForSelector(`main[data-page="${title}"][data-hydrated="true"]`, { timeout: 20000 });
   const err = await page.$('[data-testid="page-error"]');
@@ -43,7 +59,7 @@ export async function checkPages(page, { url, dbUrl, shotDir, log }) {
   await page.click('[data-testid="apply"]');
   await page.waitForURL(/country=France/, { timeout: 10000 });
   await waitPage(page, 'Sales');
-  const fr = (await panelCells(page, 'by_country', 'country')).join(',');
+  const fr = await waitCells(page, 'by_country', 'country', 'France');
   if (fr !== 'France') throw new Error(`with country=France the country table shows ${fr}`);
   const frRevenue = plain((await panelCells(page, 'by_country', 'revenue'))[0]);
   const frExpected = sql(dbUrl, `SELECT sum(s.amount)::text FROM silver.sales s JOIN silver.customers c USING (customer_id) WHERE c.country = 'France'`);

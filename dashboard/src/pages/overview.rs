@@ -7,7 +7,7 @@ use leptos::{either::EitherOf3, prelude::*};
 use crate::{
     components::{chart::RevenueChart, kpi::KpiCard, shop::ShopPanel, web_usage::WebUsagePanel},
     format::{format_count, format_decimal},
-    model::{get_overview, Overview, OverviewData, Warehouse},
+    model::{get_overview, Change, Overview, OverviewData, Warehouse},
 };
 
 #[component]
@@ -91,6 +91,52 @@ pub fn OverviewPage() -> impl IntoView {
     }
 }
 
+fn chart_hint(days: usize, forecast: usize, anomalies: usize) -> String {
+    let mut hint = format!("Last 365 days of data, {days} with sales");
+    if forecast > 0 {
+        hint.push_str(&format!(
+            "; dashed: forecast of the next {forecast} days, with its 80 % and 95 % bands"
+        ));
+    }
+    match anomalies {
+        0 => {}
+        1 => hint.push_str("; red: 1 anomalous day (hover for the expected value)"),
+        n => hint.push_str(&format!(
+            "; red: {n} anomalous days (hover for the expected value)"
+        )),
+    }
+    hint
+}
+
+/// A KPI of the last 30 days with its change against the 30 days before.
+#[component]
+fn ChangeCard(
+    id: &'static str,
+    label: &'static str,
+    change: Option<Change>,
+    decimals: usize,
+    period: String,
+) -> impl IntoView {
+    let change = change?;
+    let (class, delta) = match change.pct {
+        Some(p) if p > 0.0 => ("delta up", format!("▲ {p:.1} %")),
+        Some(p) if p < 0.0 => ("delta down", format!("▼ {:.1} %", -p)),
+        Some(_) => ("delta", "0.0 %".to_string()),
+        None => ("delta", "new".to_string()),
+    };
+    let before = format_decimal(&change.before, decimals);
+    Some(view! {
+        <div class="card kpi" data-kpi=id title=period>
+            <div class="kpi-label">{label}</div>
+            <div class="kpi-value">{format_decimal(&change.now, decimals)}</div>
+            <div class="kpi-hint">
+                <span class=class data-testid="delta">{delta}</span>
+                {format!(" vs {before} the 30 days before")}
+            </div>
+        </div>
+    })
+}
+
 #[component]
 fn Waiting(reason: String) -> impl IntoView {
     view! {
@@ -109,7 +155,10 @@ fn Waiting(reason: String) -> impl IntoView {
 fn Dashboard(data: OverviewData) -> impl IntoView {
     let OverviewData {
         kpis,
+        change,
         daily,
+        forecast,
+        anomalies,
         countries,
     } = data;
     let range = match (&kpis.first_sale_date, &kpis.last_sale_date) {
@@ -117,6 +166,17 @@ fn Dashboard(data: OverviewData) -> impl IntoView {
         _ => String::new(),
     };
     let chart_days = daily.len();
+    let (forecast_days, anomaly_days) = (forecast.len(), anomalies.len());
+    let period = change.as_ref().map(|c| c.period.clone());
+    let (d_rev, d_ord, d_cust, d_basket) = match change {
+        Some(c) => (
+            Some(c.revenue),
+            Some(c.orders),
+            Some(c.customers),
+            Some(c.avg_basket),
+        ),
+        None => (None, None, None, None),
+    };
     view! {
         <section class="kpis">
             <KpiCard id="revenue" label="Revenue" value=format_decimal(&kpis.revenue, 2) hint=range/>
@@ -124,11 +184,19 @@ fn Dashboard(data: OverviewData) -> impl IntoView {
             <KpiCard id="customers" label="Customers" value=format_count(kpis.customers)/>
             <KpiCard id="avg_basket" label="Average basket" value=format_decimal(&kpis.avg_basket, 2)/>
         </section>
+        {period.map(|p| view! {
+            <section class="kpis recent" aria-label="Last 30 days against the 30 days before">
+                <ChangeCard id="revenue_30d" label="Revenue, last 30 days" change=d_rev decimals=2 period=p.clone()/>
+                <ChangeCard id="orders_30d" label="Orders, last 30 days" change=d_ord decimals=0 period=p.clone()/>
+                <ChangeCard id="customers_30d" label="Customers, last 30 days" change=d_cust decimals=0 period=p.clone()/>
+                <ChangeCard id="avg_basket_30d" label="Average basket, last 30 days" change=d_basket decimals=2 period=p/>
+            </section>
+        })}
         <section class="panels">
             <div class="card panel chart-panel">
                 <h2>"Daily revenue"</h2>
-                <p class="panel-hint">{format!("Last 365 days of data, {chart_days} with sales")}</p>
-                <RevenueChart points=daily/>
+                <p class="panel-hint">{chart_hint(chart_days, forecast_days, anomaly_days)}</p>
+                <RevenueChart points=daily forecast=forecast anomalies=anomalies/>
             </div>
             <div class="card panel">
                 <h2>"Revenue by country"</h2>

@@ -8,6 +8,7 @@ pub mod csv_export;
 pub mod db;
 pub mod error;
 pub mod overview;
+pub mod page_cache;
 pub mod pages;
 pub mod panels;
 pub mod ratelimit;

@@ -27,6 +27,7 @@ use super::{
     config::{Mode, Settings},
     db,
     error::DashboardError,
+    page_cache::{self, PageCache},
 };
 use crate::app::{shell, App};
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub api: Arc<Api>,
     pub cache: Arc<GoldCache>,
+    /// Rendered pages (see [`page_cache`]).
+    pub pages: Arc<PageCache>,
     pub settings: Arc<Settings>,
 }
 
@@ -98,6 +101,7 @@ impl AppState {
                 d.export_row_cap,
             )),
             cache,
+            pages: Arc::new(PageCache::default()),
             settings: Arc::new(settings.clone()),
         }
     }
@@ -174,7 +178,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Outermost last: the guard authenticates, then the API's rate limit counts per user,
         // then a page already rendered for this user, URL and gold version is reused.
-        .layer(middleware::from_fn_with_state(state.clone(), page_cache))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            page_cache::layer,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             api::rate_limit,
@@ -184,60 +191,6 @@ pub fn router(state: AppState) -> Router {
             auth::guard,
         ))
         .with_state(state)
-}
-
-/// Server-rendered pages, cached per user, URL and gold version (and 10-second slice, so
-/// that "data as of … ago" stays true): the first paint of a page costs one render per
-/// commit. Data refreshes after hydration go through the server functions, not here.
-async fn page_cache(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    let path = req.uri().path();
-    let is_page = req.method() == axum::http::Method::GET
-        && ![
-            "/api",
-            "/rpc/",
-            "/export/",
-            "/login",
-            "/logout",
-            "/health",
-            "/metrics",
-            "/pkg/",
-            "/swagger-ui",
-        ]
-        .iter()
-        .any(|p| path.starts_with(p))
-        && !path.contains('.');
-    let user = req.extensions().get::<crate::model::SessionUser>().cloned();
-    let (true, Some(user)) = (is_page, user) else {
-        return next.run(req).await;
-    };
-    let slice = chrono::Utc::now().timestamp() / 10;
-    let key = format!("html:{}:{}:{slice}:{}", user.username, user.role, req.uri());
-    let html_type = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
-    if let Some(hit) = state.cache.get(&key) {
-        return (html_type, hit.to_string()).into_response();
-    }
-    let version = state.cache.version();
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::OK {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    match axum::body::to_bytes(body, 16 << 20).await {
-        Ok(bytes) => {
-            if let Ok(text) = std::str::from_utf8(&bytes) {
-                state.cache.put(key, version, text.into());
-            }
-            axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "page render failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
 }
 
 /// The client bundle and the top-level assets (style.css, favicon.svg), read once into
