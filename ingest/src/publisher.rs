@@ -98,6 +98,14 @@ impl Batch {
     }
 }
 
+/// A chunk's records, enqueued: their acknowledgements, and how many went to the data
+/// topic and to the dead-letter topic.
+pub struct Enqueued {
+    pub batch: Batch,
+    pub rows: u64,
+    pub dead: u64,
+}
+
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, PublishError> {
         let mut cfg = ClientConfig::new();
@@ -176,6 +184,30 @@ impl Publisher {
         payload: &[u8],
     ) -> Result<(), PublishError> {
         self.send_to(batch, topic, None, key, payload).await
+    }
+
+    /// Enqueues a chunk's records in order, `(dead, key, value)` each: to `topic`, or to
+    /// `dlq` for a dead letter. The caller waits for [`Enqueued::batch`]'s
+    /// acknowledgement before it checkpoints past the chunk.
+    pub async fn enqueue<'a>(
+        &self,
+        topic: &Arc<str>,
+        dlq: &Arc<str>,
+        records: impl IntoIterator<Item = (bool, &'a [u8], &'a [u8])>,
+    ) -> Result<Enqueued, PublishError> {
+        let mut batch = Batch::default();
+        let (mut rows, mut dead) = (0u64, 0u64);
+        for (is_dead, key, value) in records {
+            let t = if is_dead {
+                dead += 1;
+                dlq
+            } else {
+                rows += 1;
+                topic
+            };
+            self.send(&mut batch, t, key, value).await?;
+        }
+        Ok(Enqueued { batch, rows, dead })
     }
 
     /// Number of partitions of a topic, from the broker's metadata (retried briefly: a topic

@@ -52,7 +52,7 @@ pub use settings::{BlobSettings, BlobSourceSettings, Partitioning};
 
 use super::{Source, SourceContext, SourceError};
 use crate::checkpoint::CheckpointFile;
-use crate::publisher::Batch;
+use crate::publisher::{Batch, Enqueued};
 use azure_core::error::ErrorKind;
 use azure_core::prelude::IfMatchCondition;
 use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
@@ -1063,25 +1063,17 @@ impl BlobSource {
         dec: &Decoder,
         got: u64,
     ) -> Result<Pending, SourceError> {
-        let mut batch = Batch::default();
-        let (mut rows, mut dead) = (0u64, 0u64);
+        // The keys of the chunk's records (for the deletes of a later version).
         let mut keys = Vec::new();
-        for (is_dead, k, v) in items.drain(..) {
-            let t = if is_dead {
-                dead += 1;
-                &c.dlq
-            } else {
-                rows += 1;
-                if c.src.emit_deletes {
-                    keys.extend_from_slice(&arena[k.clone()]);
-                    keys.push(b'\n');
-                }
-                &c.topic
-            };
-            ctx.publisher
-                .send(&mut batch, t, &arena[k], &arena[v])
-                .await?;
+        if c.src.emit_deletes {
+            for (_, k, _) in items.iter().filter(|(is_dead, ..)| !is_dead) {
+                keys.extend_from_slice(&arena[k.clone()]);
+                keys.push(b'\n');
+            }
         }
+        let records = items.drain(..).map(|(d, k, v)| (d, &arena[k], &arena[v]));
+        let Enqueued { batch, rows, dead } =
+            ctx.publisher.enqueue(&c.topic, &c.dlq, records).await?;
         Ok(Pending {
             batch,
             at: dec.position(),

@@ -14,7 +14,7 @@ pub(crate) mod records;
 use super::{Source, SourceContext, SourceError};
 use crate::checkpoint::CheckpointFile;
 use crate::config::{CsvEntity, CsvSettings};
-use crate::publisher::Batch;
+use crate::publisher::{Batch, Enqueued};
 use encoding_rs::Encoding;
 use etl_contract::{
     csv_source_key, data_topic, dead_letter_topic, CsvSource as CsvPosition, DeadLetter,
@@ -460,20 +460,8 @@ impl CsvSource {
         if consumed == 0 {
             return Ok(None);
         }
-        let mut batch = Batch::default();
-        let (mut rows, mut dead) = (0u64, 0u64);
-        for (is_dead, k, v) in out.drain(..) {
-            let t = if is_dead {
-                dead += 1;
-                &dlq
-            } else {
-                rows += 1;
-                &topic
-            };
-            ctx.publisher
-                .send(&mut batch, t, &arena[k], &arena[v])
-                .await?;
-        }
+        let records = out.drain(..).map(|(d, k, v)| (d, &arena[k], &arena[v]));
+        let Enqueued { batch, rows, dead } = ctx.publisher.enqueue(&topic, &dlq, records).await?;
         Ok(Some(Pending {
             batch,
             offset: start_offset + consumed as u64,

@@ -310,12 +310,11 @@ impl HttpSource {
         dlq: &Arc<str>,
         outs: &[Out],
     ) -> Result<Batch, SourceError> {
-        let mut batch = Batch::default();
-        for o in outs {
-            let t = if o.dead { dlq } else { topic };
-            ctx.publisher.send(&mut batch, t, &o.key, &o.value).await?;
-        }
-        Ok(batch)
+        let records: Vec<(bool, &[u8], &[u8])> = outs
+            .iter()
+            .map(|o| (o.dead, o.key.as_slice(), o.value.as_slice()))
+            .collect();
+        Ok(ctx.publisher.enqueue(topic, dlq, records).await?.batch)
     }
 
     /// One poll of an endpoint: every page, then deletes, then the snapshot.
