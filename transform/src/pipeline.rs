@@ -9,7 +9,7 @@ use etl_contract::{source_key, DeadLetter, EnvelopeIn, Op};
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 /// What a batch did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -157,6 +157,136 @@ fn decode<'a>(router: &Router, batch: &'a [OwnedMessage]) -> Decoded<'a> {
     }
 }
 
+/// A batch's change events with their decoded images and bronze ids (`None`: a duplicate).
+struct BatchRows<'b, 'a> {
+    rows: &'b [BronzeRow<'a>],
+    parsed: &'b [Parsed<'a>],
+    ids: &'b [Option<i64>],
+}
+
+impl<'a> BatchRows<'_, 'a> {
+    /// The new events (not duplicates) with their bronze ids, in batch order.
+    fn events(&self) -> impl Iterator<Item = (&BronzeRow<'a>, SilverEvent<'_>)> {
+        self.rows
+            .iter()
+            .zip(self.parsed)
+            .zip(self.ids)
+            .filter_map(|((r, p), id)| {
+                let ev = SilverEvent {
+                    event_id: (*id)?,
+                    topic: r.topic,
+                    source_key: &r.source_key,
+                    source: r.source,
+                    op: p.op,
+                    before: p.before,
+                    after: p.after,
+                };
+                Some((r, ev))
+            })
+    }
+}
+
+/// Silver models: each mapped topic's new events applied by its model, the gold groups they
+/// touch recorded; returns the data-quality rows of the batch.
+async fn apply_models(
+    tx: &Transaction<'_>,
+    router: &Router,
+    batch: &BatchRows<'_, '_>,
+    touched: &mut gold::Touched,
+    stats: &mut BatchStats,
+) -> Result<Vec<QualityRow>, DbError> {
+    let mut quality: Vec<QualityRow> = Vec::new();
+    for (topic, mapping) in &router.models {
+        let events: Vec<SilverEvent> = batch
+            .events()
+            .filter(|(r, _)| r.topic == topic)
+            .map(|(_, ev)| ev)
+            .collect();
+        let received = batch.rows.iter().filter(|r| r.topic == topic).count() as i64;
+        if events.is_empty() {
+            if received > 0 {
+                quality.push(QualityRow {
+                    model: mapping.model.name.into(),
+                    rows_in: received,
+                    duplicates: received,
+                    ..Default::default()
+                });
+            }
+            continue;
+        }
+        let web = mapping.model.name == silver::models::web_events::MODEL.name;
+        if web {
+            let keys = web_keys(mapping, &events);
+            touched
+                .web_days
+                .extend(gold::marts::web_usage::days_of(tx, &keys).await?);
+        }
+        let applied = silver::apply(tx, mapping, &events).await?;
+        let s = applied.stats;
+        if web {
+            touched
+                .web_days
+                .extend(gold::marts::web_usage::days_of(tx, &applied.touched).await?);
+        }
+        touched.record(mapping.model.name, applied.touched);
+        stats.silver.add(&s);
+        quality.push(QualityRow {
+            model: mapping.model.name.into(),
+            rows_in: received,
+            valid: (s.upserts + s.deletes) as i64,
+            quarantined: s.quarantined as i64,
+            filtered: s.filtered as i64,
+            control: s.control as i64,
+            stale: s.stale as i64,
+            duplicates: received - events.len() as i64,
+            reasons: applied.reasons,
+            ..Default::default()
+        });
+        count_silver(mapping.model.name, &s);
+        metrics::counter!("transform_silver_filtered_total", "model" => mapping.model.name)
+            .increment(s.filtered);
+    }
+    Ok(quality)
+}
+
+fn count_silver(model: &'static str, s: &SilverStats) {
+    metrics::counter!("transform_silver_upserts_total", "model" => model).increment(s.upserts);
+    metrics::counter!("transform_silver_deletes_total", "model" => model).increment(s.deletes);
+    metrics::counter!("transform_silver_quarantined_total", "model" => model)
+        .increment(s.quarantined);
+}
+
+/// Database tables: one silver mirror per topic, events in consumed order; the DDL topic
+/// feeds the schema history.
+async fn apply_mirrors(
+    tx: &Transaction<'_>,
+    router: &Router,
+    batch: &BatchRows<'_, '_>,
+    stats: &mut BatchStats,
+) -> Result<(), DbError> {
+    let mut mirrored: Vec<(&str, Vec<SilverEvent>)> = Vec::new();
+    for (r, ev) in batch.events() {
+        let Some(entity) = r.topic.strip_prefix(router.mirror_prefix.as_str()) else {
+            continue;
+        };
+        match mirrored.iter_mut().find(|(e, _)| *e == entity) {
+            Some((_, v)) => v.push(ev),
+            None => mirrored.push((entity, vec![ev])),
+        }
+    }
+    for (entity, events) in &mirrored {
+        if *entity == "_ddl" {
+            let n = silver::mirror::record_ddl(tx, events).await?;
+            metrics::counter!("transform_schema_history_total").increment(n);
+            continue;
+        }
+        let s = silver::mirror::apply(tx, entity, events).await?;
+        stats.silver.add(&s);
+        count_silver("mirror", &s);
+    }
+    Ok(())
+}
+
 /// Applies a batch in one transaction.
 pub async fn process_batch(
     client: &mut Client,
@@ -192,109 +322,13 @@ pub async fn process_batch(
         newest_kafka_ms: batch.iter().filter_map(|m| m.timestamp().to_millis()).max(),
         ..Default::default()
     };
-    let mut quality: Vec<QualityRow> = Vec::new();
-    for (topic, mapping) in &router.models {
-        let events: Vec<SilverEvent> = rows
-            .iter()
-            .zip(&parsed)
-            .zip(&ids)
-            .filter(|((r, _), id)| id.is_some() && r.topic == topic)
-            .map(|((r, p), id)| SilverEvent {
-                event_id: id.expect("filtered"),
-                topic: r.topic,
-                source_key: &r.source_key,
-                source: r.source,
-                op: p.op,
-                before: p.before,
-                after: p.after,
-            })
-            .collect();
-        let received = rows.iter().filter(|r| r.topic == topic).count() as i64;
-        if events.is_empty() {
-            if received > 0 {
-                quality.push(QualityRow {
-                    model: mapping.model.name.into(),
-                    rows_in: received,
-                    duplicates: received,
-                    ..Default::default()
-                });
-            }
-            continue;
-        }
-        let web = mapping.model.name == silver::models::web_events::MODEL.name;
-        if web {
-            let keys = web_keys(mapping, &events);
-            touched
-                .web_days
-                .extend(gold::marts::web_usage::days_of(&tx, &keys).await?);
-        }
-        let applied = silver::apply(&tx, mapping, &events).await?;
-        let s = applied.stats;
-        if web {
-            touched
-                .web_days
-                .extend(gold::marts::web_usage::days_of(&tx, &applied.touched).await?);
-        }
-        touched.record(mapping.model.name, applied.touched);
-        stats.silver.add(&s);
-        quality.push(QualityRow {
-            model: mapping.model.name.into(),
-            rows_in: received,
-            valid: (s.upserts + s.deletes) as i64,
-            quarantined: s.quarantined as i64,
-            filtered: s.filtered as i64,
-            control: s.control as i64,
-            stale: s.stale as i64,
-            duplicates: received - events.len() as i64,
-            reasons: applied.reasons,
-            ..Default::default()
-        });
-        metrics::counter!("transform_silver_upserts_total", "model" => mapping.model.name)
-            .increment(s.upserts);
-        metrics::counter!("transform_silver_deletes_total", "model" => mapping.model.name)
-            .increment(s.deletes);
-        metrics::counter!("transform_silver_quarantined_total", "model" => mapping.model.name)
-            .increment(s.quarantined);
-        metrics::counter!("transform_silver_filtered_total", "model" => mapping.model.name)
-            .increment(s.filtered);
-    }
-
-    // Database tables: one silver mirror per topic, events in consumed order.
-    let mut mirrored: Vec<(&str, Vec<SilverEvent>)> = Vec::new();
-    for ((r, p), id) in rows.iter().zip(&parsed).zip(&ids) {
-        let (Some(id), Some(entity)) = (id, r.topic.strip_prefix(router.mirror_prefix.as_str()))
-        else {
-            continue;
-        };
-        let ev = SilverEvent {
-            event_id: *id,
-            topic: r.topic,
-            source_key: &r.source_key,
-            source: r.source,
-            op: p.op,
-            before: p.before,
-            after: p.after,
-        };
-        match mirrored.iter_mut().find(|(e, _)| *e == entity) {
-            Some((_, v)) => v.push(ev),
-            None => mirrored.push((entity, vec![ev])),
-        }
-    }
-    for (entity, events) in &mirrored {
-        if *entity == "_ddl" {
-            let n = silver::mirror::record_ddl(&tx, events).await?;
-            metrics::counter!("transform_schema_history_total").increment(n);
-            continue;
-        }
-        let s = silver::mirror::apply(&tx, entity, events).await?;
-        stats.silver.add(&s);
-        metrics::counter!("transform_silver_upserts_total", "model" => "mirror")
-            .increment(s.upserts);
-        metrics::counter!("transform_silver_deletes_total", "model" => "mirror")
-            .increment(s.deletes);
-        metrics::counter!("transform_silver_quarantined_total", "model" => "mirror")
-            .increment(s.quarantined);
-    }
+    let batch_rows = BatchRows {
+        rows: &rows,
+        parsed: &parsed,
+        ids: &ids,
+    };
+    let mut quality = apply_models(&tx, router, &batch_rows, &mut touched, &mut stats).await?;
+    apply_mirrors(&tx, router, &batch_rows, &mut stats).await?;
 
     let g = gold::refresh(&tx, &touched).await?;
     stats.gold_orders = g.orders;
