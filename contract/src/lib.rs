@@ -7,12 +7,19 @@
 //! * `source` always has `version`, `connector`, `name`, `entity` and `ts_ms`, plus the
 //!   connector's position fields; [`source_key`] turns them into a stable identity that the
 //!   warehouse uses to absorb an event published twice.
+//! * The configuration file every service shares: its [`SECTIONS`], the shared `[kafka]`
+//!   section and the strict loader ([`load_config`]).
 
 mod envelope;
-mod settings;
+mod load;
+pub mod settings;
 mod topics;
 
 pub use envelope::*;
+pub use load::{
+    load_config, load_config_str, load_config_with, ConfigError, ConfigProblem,
+    CONFIG_ERROR_EXIT_CODE,
+};
 pub use settings::*;
 pub use topics::*;
 

@@ -1,9 +1,9 @@
 //! Configuration: the project's single TOML file, with `ETL_<SECTION>__<KEY>` environment
-//! overrides.
+//! overrides, read strictly by [`etl_contract::load_config`]: an unknown top-level key or
+//! an unknown key in a section of ingest's is an error naming it.
 
+pub use etl_contract::ConfigError;
 use etl_contract::KafkaSettings;
-use figment::providers::{Env, Format, Toml};
-use figment::Figment;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ pub enum Mode {
     Production,
 }
 
+/// Ingest's part of the file: the other services' sections (`warehouse`, `transform`,
+/// `dashboard`) are accepted unread; the loader refuses a top-level key that is no section.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     #[serde(default)]
@@ -25,6 +27,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IngestSettings {
     /// Address of the `/health` and `/metrics` endpoints.
     pub metrics_addr: SocketAddr,
@@ -40,6 +43,7 @@ pub struct IngestSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsvSettings {
     /// The watched folder.
     pub watch_dir: PathBuf,
@@ -59,6 +63,7 @@ pub struct CsvSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CsvEntity {
     /// Entity name: the topic is `<prefix>.csv.<name>`.
     pub name: String,
@@ -114,29 +119,10 @@ fn default_chunk() -> usize {
     4 << 20
 }
 
-/// Errors loading the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot load configuration {path}: {source} (check the file, or the ETL_* environment variables)")]
-    Load {
-        path: PathBuf,
-        #[source]
-        source: Box<figment::Error>,
-    },
-    #[error("invalid configuration {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-}
-
 impl Settings {
+    /// Reads `path` and the environment overrides, then checks the values.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let settings: Settings = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(Env::prefixed("ETL_").split("__"))
-            .extract()
-            .map_err(|e| ConfigError::Load {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            })?;
+        let settings: Settings = etl_contract::load_config(path)?;
         settings.validate().map_err(|reason| ConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
@@ -195,7 +181,195 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::CsvEntity;
+    use super::{CsvEntity, Settings};
+
+    /// The variables the end-to-end harness sets (tests/src/lib.rs), and unrelated ones
+    /// of the test environment.
+    const HARNESS: &[(&str, &str)] = &[
+        (
+            "ETL_WAREHOUSE__URL",
+            "postgres://postgres@127.0.0.1:5432/t_x",
+        ),
+        ("ETL_KAFKA__BROKERS", "127.0.0.1:9092"),
+        ("ETL_KAFKA__TOPIC_PREFIX", "tx"),
+        ("ETL_INGEST__CSV__WATCH_DIR", "/tmp/x/in"),
+        ("ETL_INGEST__CHECKPOINT_DIR", "/tmp/x/checkpoints"),
+        ("ETL_INGEST__METRICS_ADDR", "127.0.0.1:40001"),
+        ("ETL_TRANSFORM__METRICS_ADDR", "127.0.0.1:40002"),
+        ("ETL_TRANSFORM__GROUP_ID", "gx"),
+        ("ETL_INGEST__BLOB__ENABLED", "false"),
+        (
+            "ETL_TEST_PG_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ),
+        ("ETL_BIN_DIR", "/root/.cache/etl-platform/target/release"),
+        ("ETL_TEST_X", "1"),
+        ("ETL_CONFIG", "elsewhere.toml"),
+        ("ETL_LOG_FORMAT", "json"),
+    ];
+
+    fn repo_config() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/etl.toml"))
+            .expect("config/etl.toml")
+    }
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, Vec<String>> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let s: Settings =
+            etl_contract::load_config_str("config/etl.toml", text, vars).map_err(|e| e.lines())?;
+        s.validate().map_err(|r| vec![r])?;
+        Ok(s)
+    }
+
+    /// `text` with `from` replaced once (it must be there).
+    fn typo(text: &str, from: &str, to: &str) -> String {
+        assert!(text.contains(from), "{from:?} is not in the file");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_repository_file_loads_with_the_harness_environment() {
+        let s = load(&repo_config(), HARNESS).unwrap();
+        assert_eq!(s.kafka.topic_prefix, "tx");
+        let csv = s.ingest.csv.unwrap();
+        assert_eq!(csv.watch_dir, std::path::PathBuf::from("/tmp/x/in"));
+        assert_eq!(csv.entities.len(), 5);
+        assert_eq!(s.ingest.metrics_addr.port(), 40001);
+        assert!(!s.ingest.blob.unwrap().enabled);
+        assert_eq!(s.ingest.http.unwrap().endpoints.len(), 2);
+        assert!(load(&repo_config(), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_path() {
+        let file = repo_config();
+        let cases = [
+            (
+                typo(&file, "[warehouse]", "[warehous]"),
+                "error: config/etl.toml: unknown key `warehous` (expected one of: mode, kafka, warehouse, ingest, transform, dashboard)",
+            ),
+            (
+                typo(&file, "watch_dir =", "watch_dri ="),
+                "error: config/etl.toml: unknown key `ingest.csv.watch_dri` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+            ),
+            (
+                typo(&file, "checkpoint_dir =", "checkpoints_dir ="),
+                "error: config/etl.toml: unknown key `ingest.checkpoints_dir` (expected one of: metrics_addr, checkpoint_dir, csv, mysql, http, blob)",
+            ),
+            (
+                typo(&file, "pattern = \"products*.csv\"", "patern = \"products*.csv\""),
+                "error: config/etl.toml: unknown key `ingest.csv.entities[1].patern` (expected one of: name, pattern, key, delimiter, encoding)",
+            ),
+            (
+                typo(&file, "records = \"items\"", "record = \"items\""),
+                "error: config/etl.toml: unknown key `ingest.http.endpoints[1].record` (expected one of: name, url, query, headers, auth, pagination, records, map_key_field, map_value_field, parent_fields, key, incremental, poll_interval_ms, rate_limit_per_s, timeout_ms, deletes, conditional, max_pages)",
+            ),
+            (
+                typo(&file, "next_path = \"next_cursor\"", "next_pth = \"next_cursor\""),
+                "error: config/etl.toml: unknown key `ingest.http.endpoints[0].pagination.next_pth` (expected one of: param, next_path)",
+            ),
+            (
+                typo(&file, "lookback = \"7d\"", "look_back = \"7d\""),
+                "error: config/etl.toml: unknown key `ingest.http.endpoints[0].incremental.look_back` (expected one of: field, param, lookback, initial)",
+            ),
+            (
+                typo(&file, "lookback_days = 2", "lookback_day = 2"),
+                "error: config/etl.toml: unknown key `ingest.blob.sources[0].lookback_day` (expected one of: entity, container, prefixes, format, key, delimiter, poll_interval_ms, emit_deletes, partitioning, lookback_days, full_rescan_interval_s)",
+            ),
+            (
+                typo(&file, "list_page_size", "page_size"),
+                "error: config/etl.toml: unknown key `ingest.blob.page_size` (expected one of: enabled, connection_string, account, account_key, sas_token, endpoint, emulator, poll_interval_ms, chunk_bytes, max_record_bytes, list_page_size, sources)",
+            ),
+            (
+                typo(&file, "topic_prefix =", "topic_prefx ="),
+                "error: config/etl.toml: unknown key `kafka.topic_prefx` (expected one of: brokers, topic_prefix, partitions, client)",
+            ),
+            (
+                format!("{file}\n[ingest.mysql]\nurl = \"mysql://u@h:3306\"\nserverid = 7\n"),
+                "error: config/etl.toml: unknown key `ingest.mysql.serverid` (expected one of: url, server_id, include, exclude, snapshot_mode, snapshot_coordinates, resume, snapshot_chunk_rows, heartbeat_interval_ms, checkpoint_interval_ms)",
+            ),
+            (
+                typo(&file, "[ingest.http]\n", "[ingest.http]\nuser_agent = \"x\"\nauth = { type = \"bearer\", token_env = \"T\", token_var = \"T\" }\n"),
+                "error: config/etl.toml: unknown key `ingest.http.auth` (expected one of: user_agent, timeout_ms, connect_timeout_ms, max_attempts, backoff_initial_ms, backoff_max_ms, retry_after_max_ms, endpoints)",
+            ),
+        ];
+        for (text, line) in cases {
+            assert_eq!(load(&text, HARNESS).unwrap_err(), vec![line.to_string()]);
+        }
+    }
+
+    #[test]
+    fn a_misspelt_auth_key_is_named() {
+        let file = typo(
+            &repo_config(),
+            "rate_limit_per_s = 5\n",
+            "rate_limit_per_s = 5\nauth = { type = \"bearer\", token_env = \"T\", token_var = \"T\" }\n",
+        );
+        assert_eq!(
+            load(&file, &[]).unwrap_err(),
+            vec!["error: config/etl.toml: unknown key `ingest.http.endpoints[1].auth.token_var` (expected one of: token, token_env)"]
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_at_once() {
+        let mut file = typo(&repo_config(), "[warehouse]", "[warehous]");
+        file = typo(&file, "delimiter = \",\"", "delimitter = \",\"");
+        file = typo(
+            &file,
+            "key = [\"country_code\"]",
+            "key = [\"country_code\"]\nencodng = \"utf-8\"",
+        );
+        file = typo(&file, "max_attempts", "max_attempt");
+        assert_eq!(
+            load(&file, HARNESS).unwrap_err(),
+            vec![
+                "error: config/etl.toml: unknown key `warehous` (expected one of: mode, kafka, warehouse, ingest, transform, dashboard)",
+                "error: config/etl.toml: unknown key `ingest.csv.delimitter` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.csv.entities[2].encodng` (expected one of: name, pattern, key, delimiter, encoding)",
+                "error: config/etl.toml: unknown key `ingest.http.max_attempt` (expected one of: user_agent, timeout_ms, connect_timeout_ms, max_attempts, backoff_initial_ms, backoff_max_ms, retry_after_max_ms, endpoints)",
+            ]
+        );
+        // A misspelt required key is reported once, as unknown, and read under its right
+        // name to look for the next mistakes.
+        let file = typo(&file, "key = [\"customer_id\"]", "keys = [\"customer_id\"]");
+        let file = typo(&file, "watch_dir =", "watchdir =");
+        assert_eq!(
+            load(&file, &[]).unwrap_err(),
+            vec![
+                "error: config/etl.toml: unknown key `warehous` (expected one of: mode, kafka, warehouse, ingest, transform, dashboard)",
+                "error: config/etl.toml: unknown key `ingest.csv.delimitter` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.csv.entities[0].keys` (expected one of: name, pattern, key, delimiter, encoding)",
+                "error: config/etl.toml: unknown key `ingest.csv.entities[2].encodng` (expected one of: name, pattern, key, delimiter, encoding)",
+                "error: config/etl.toml: unknown key `ingest.csv.watchdir` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.http.max_attempt` (expected one of: user_agent, timeout_ms, connect_timeout_ms, max_attempts, backoff_initial_ms, backoff_max_ms, retry_after_max_ms, endpoints)",
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_are_checked_and_unrelated_variables_ignored() {
+        let mut vars = HARNESS.to_vec();
+        vars.push(("ETL_INGEST__CSV__WATCH_DRI", "/tmp/y"));
+        assert_eq!(
+            load(&repo_config(), &vars).unwrap_err(),
+            vec!["error: environment variable ETL_INGEST__CSV__WATCH_DRI: unknown key `ingest.csv.watch_dri` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)"]
+        );
+        vars.pop();
+        vars.push(("ETL_INGEST__METRICS_ADDR", "not-an-address"));
+        let err = load(&repo_config(), &vars).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(
+            err[0].starts_with(
+                "error: environment variable ETL_INGEST__METRICS_ADDR: key `ingest.metrics_addr`: "
+            ),
+            "{err:?}"
+        );
+        // The other services' sections and unrelated ETL_ variables are not ingest's concern.
+        let file = typo(&repo_config(), "batch_max_ms", "batch_max_mss");
+        let ok = load(&file, &[("ETL_TEST_X", "1"), ("ETL_DASHBOARD__ADRR", "x")]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 
     fn entity(encoding: Option<&str>) -> CsvEntity {
         CsvEntity {

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use ingest::config::Settings;
+use ingest::config::{ConfigError, Settings};
 use ingest::ops::{self, Liveness};
 use ingest::publisher::Publisher;
 use ingest::sources::{
@@ -51,34 +51,22 @@ fn init_tracing() {
     }
 }
 
+/// Exit status: 0, or [`etl_contract::CONFIG_ERROR_EXIT_CODE`] (2) for a configuration
+/// mistake (one `error: <file or variable>: <what>` line per problem on stderr), or 1 for
+/// any other failure (`error: <what>: <cause>` on one line).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
     init_tracing();
-    let settings = Settings::load(&cli.config)?;
-    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-    if let Some(csv) = settings.ingest.csv.clone() {
-        sources.push(Arc::new(CsvSource::new(csv, &settings.kafka.topic_prefix)?));
-    }
-    if let Some(blob) = settings.ingest.blob.clone().filter(|b| b.enabled) {
-        sources.push(Arc::new(BlobSource::new(
-            blob,
-            &settings.kafka.topic_prefix,
-        )?));
-    }
-    if let Some(mysql) = settings.ingest.mysql.clone() {
-        sources.push(Arc::new(MysqlSource::new(
-            mysql,
-            &settings.kafka.topic_prefix,
-        )?));
-    }
-    if let Some(http) = settings.ingest.http.clone() {
-        sources.push(Arc::new(HttpSource::new(
-            http,
-            &settings.kafka.topic_prefix,
-        )?));
-    }
-    match cli.command {
+    let settings = Settings::load(&cli.config).unwrap_or_else(|e| e.exit());
+    let sources = build_sources(&settings).unwrap_or_else(|reason| {
+        ConfigError::Invalid {
+            path: cli.config.clone(),
+            reason,
+        }
+        .exit()
+    });
+    let result = match cli.command {
         Command::Check => {
             for s in &sources {
                 for t in s.topics() {
@@ -87,15 +75,41 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Run if sources.is_empty() => ConfigError::Invalid {
+            path: cli.config.clone(),
+            reason: "no source is configured: add an [ingest.csv], [ingest.mysql], [ingest.http] or [ingest.blob] section".into(),
+        }
+        .exit(),
         Command::Run => run(settings, sources).await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }
 
+/// The configured sources; their constructors check what the settings' validation does
+/// not (patterns, URLs, credentials).
+fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, String> {
+    let prefix = &settings.kafka.topic_prefix;
+    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+    let err = |e: ingest::sources::SourceError| e.to_string();
+    if let Some(csv) = settings.ingest.csv.clone() {
+        sources.push(Arc::new(CsvSource::new(csv, prefix).map_err(err)?));
+    }
+    if let Some(blob) = settings.ingest.blob.clone().filter(|b| b.enabled) {
+        sources.push(Arc::new(BlobSource::new(blob, prefix).map_err(err)?));
+    }
+    if let Some(mysql) = settings.ingest.mysql.clone() {
+        sources.push(Arc::new(MysqlSource::new(mysql, prefix).map_err(err)?));
+    }
+    if let Some(http) = settings.ingest.http.clone() {
+        sources.push(Arc::new(HttpSource::new(http, prefix).map_err(err)?));
+    }
+    Ok(sources)
+}
+
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !sources.is_empty(),
-        "no source is configured: add an [ingest.csv], [ingest.mysql] or [ingest.http] section"
-    );
     let metrics = ops::install_metrics()?;
     let liveness = Liveness::default();
     liveness.beat();

@@ -1,12 +1,13 @@
-//! Configuration: the project's single TOML file with `ETL_<SECTION>__<KEY>` overrides.
+//! Configuration: the project's single TOML file with `ETL_<SECTION>__<KEY>` overrides,
+//! read strictly by [`etl_contract::load_config`]: an unknown top-level key or an unknown
+//! key in a section of transform's is an error naming it.
 
+pub use etl_contract::ConfigError;
 use etl_contract::KafkaSettings;
-use figment::providers::{Env, Format, Toml};
-use figment::Figment;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -16,6 +17,8 @@ pub enum Mode {
     Production,
 }
 
+/// Transform's part of the file: the other services' sections (`ingest`, `dashboard`) are
+/// accepted unread; the loader refuses a top-level key that is no section.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     #[serde(default)]
@@ -26,12 +29,14 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WarehouseSettings {
     /// libpq-style URL, e.g. `postgres://user:password@host:5432/warehouse`.
     pub url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TransformSettings {
     pub metrics_addr: SocketAddr,
     pub group_id: String,
@@ -91,31 +96,13 @@ fn default_decimal_separator() -> char {
     '.'
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot load configuration {path}: {source} (check the file, or the ETL_* environment variables)")]
-    Load {
-        path: PathBuf,
-        #[source]
-        source: Box<figment::Error>,
-    },
-    #[error("invalid configuration {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-}
-
 /// Passwords that must never reach production.
 const DEFAULT_PASSWORDS: &[&str] = &["", "postgres", "password", "changeme", "etl", "secret"];
 
 impl Settings {
+    /// Reads `path` and the environment overrides, then checks the values.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let s: Settings = Figment::new()
-            .merge(Toml::file_exact(path))
-            .merge(Env::prefixed("ETL_").split("__"))
-            .extract()
-            .map_err(|e| ConfigError::Load {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            })?;
+        let s: Settings = etl_contract::load_config(path)?;
         s.validate().map_err(|reason| ConfigError::Invalid {
             path: path.to_path_buf(),
             reason,
@@ -171,5 +158,137 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    /// The variables the end-to-end harness sets (tests/src/lib.rs), and unrelated ones
+    /// of the test environment.
+    const HARNESS: &[(&str, &str)] = &[
+        (
+            "ETL_WAREHOUSE__URL",
+            "postgres://postgres@127.0.0.1:5432/t_x",
+        ),
+        ("ETL_KAFKA__BROKERS", "127.0.0.1:9092"),
+        ("ETL_KAFKA__TOPIC_PREFIX", "tx"),
+        ("ETL_INGEST__CSV__WATCH_DIR", "/tmp/x/in"),
+        ("ETL_INGEST__CHECKPOINT_DIR", "/tmp/x/checkpoints"),
+        ("ETL_INGEST__METRICS_ADDR", "127.0.0.1:40001"),
+        ("ETL_TRANSFORM__METRICS_ADDR", "127.0.0.1:40002"),
+        ("ETL_TRANSFORM__GROUP_ID", "gx"),
+        ("ETL_INGEST__BLOB__ENABLED", "false"),
+        ("ETL_TRANSFORM__ANALYTICS__JOBS__RFM__EVERY_S", "3600"),
+        ("ETL_TRANSFORM__ANALYTICS__JOBS__RFM__ENABLED", "false"),
+        (
+            "ETL_TEST_PG_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ),
+        ("ETL_BIN_DIR", "/root/.cache/etl-platform/target/release"),
+        ("ETL_TEST_X", "1"),
+    ];
+
+    fn repo_config() -> String {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/etl.toml"))
+            .expect("config/etl.toml")
+    }
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, Vec<String>> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let s: Settings =
+            etl_contract::load_config_str("config/etl.toml", text, vars).map_err(|e| e.lines())?;
+        s.validate().map_err(|r| vec![r])?;
+        Ok(s)
+    }
+
+    fn typo(text: &str, from: &str, to: &str) -> String {
+        assert!(text.contains(from), "{from:?} is not in the file");
+        text.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn the_repository_file_loads_with_the_harness_environment() {
+        let s = load(&repo_config(), HARNESS).unwrap();
+        assert_eq!(s.transform.group_id, "gx");
+        assert_eq!(s.transform.metrics_addr.port(), 40002);
+        assert_eq!(s.warehouse.url, "postgres://postgres@127.0.0.1:5432/t_x");
+        assert_eq!(s.transform.silver.len(), 8);
+        let rfm = &s.transform.analytics.jobs["rfm"];
+        assert_eq!((rfm.every_s, rfm.enabled), (3600, false));
+        assert!(load(&repo_config(), &[]).is_ok());
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_path() {
+        let file = repo_config();
+        let jobs = "# [transform.analytics.jobs.forecast]\n# every_s = 900\n";
+        let segment = "# [[transform.analytics.rfm_segments]]   # first match wins; r, f, m are inclusive ranges\n# name = \"Champions\"\n# r = [4, 5]\n# f = [4, 5]\n# m = [4, 5]\n";
+        let cases = [
+            (
+                typo(&file, "[dashboard]", "[dashbaord]"),
+                "error: config/etl.toml: unknown key `dashbaord` (expected one of: mode, kafka, warehouse, ingest, transform, dashboard)",
+            ),
+            (
+                typo(&file, "batch_max_ms", "batch_max_mss"),
+                "error: config/etl.toml: unknown key `transform.batch_max_mss` (expected one of: metrics_addr, group_id, batch_max_records, batch_max_ms, silver, analytics)",
+            ),
+            (
+                typo(&file, "url = \"postgres:", "uri = \"postgres:"),
+                "error: config/etl.toml: unknown key `warehouse.uri` (expected: url)",
+            ),
+            (
+                typo(&file, "decimal_separator", "decimal_sep"),
+                "error: config/etl.toml: unknown key `transform.silver.sales.decimal_sep` (expected one of: source, entity, columns, date_formats, decimal_separator, filter)",
+            ),
+            (
+                typo(&file, jobs, "[transform.analytics.jobs.forecast]\nevery_s = 900\ntimeout = 60\n"),
+                "error: config/etl.toml: unknown key `transform.analytics.jobs.forecast.timeout` (expected one of: every_s, timeout_s, retries, enabled)",
+            ),
+            (
+                typo(&file, jobs, "[transform.analytics]\nreportting = {}\n"),
+                "error: config/etl.toml: unknown key `transform.analytics.reportting` (expected one of: jobs, rfm_segments, reporting)",
+            ),
+            (
+                typo(&file, jobs, "[transform.analytics.reporting]\ncurrency = \"EUR\"\nbase = \"EUR\"\n"),
+                "error: config/etl.toml: unknown key `transform.analytics.reporting.base` (expected one of: currency, rates_base, country_currency)",
+            ),
+            (
+                typo(&file, segment, "[[transform.analytics.rfm_segments]]\nname = \"All\"\nr = [1, 5]\nf = [1, 5]\nm = [1, 5]\nnote = \"x\"\n"),
+                "error: config/etl.toml: unknown key `transform.analytics.rfm_segments[0].note` (expected one of: name, r, f, m)",
+            ),
+            (
+                typo(&file, "partitions = 3", "partitions = 3\n[kafka.client]\n\"security.protocol\" = \"plaintext\"\n[kafka.clients]"),
+                "error: config/etl.toml: unknown key `kafka.clients` (expected one of: brokers, topic_prefix, partitions, client)",
+            ),
+        ];
+        for (text, line) in cases {
+            assert_eq!(load(&text, HARNESS).unwrap_err(), vec![line.to_string()]);
+        }
+        // The sections of the other services are theirs to check.
+        assert!(load(&typo(&file, "watch_dir", "watch_dri"), HARNESS).is_ok());
+    }
+
+    #[test]
+    fn environment_overrides_are_checked_and_unrelated_variables_ignored() {
+        let mut vars = HARNESS.to_vec();
+        vars.push(("ETL_TRANSFORM__GROUPID", "g"));
+        assert_eq!(
+            load(&repo_config(), &vars).unwrap_err(),
+            vec!["error: environment variable ETL_TRANSFORM__GROUPID: unknown key `transform.groupid` (expected one of: metrics_addr, group_id, batch_max_records, batch_max_ms, silver, analytics)"]
+        );
+        vars.pop();
+        vars.push(("ETL_TRANSFORM__ANALYTICS__JOBS__RFM__EVERY", "5"));
+        assert_eq!(
+            load(&repo_config(), &vars).unwrap_err(),
+            vec!["error: environment variable ETL_TRANSFORM__ANALYTICS__JOBS__RFM__EVERY: unknown key `transform.analytics.jobs.rfm.every` (expected one of: every_s, timeout_s, retries, enabled)"]
+        );
+        vars.pop();
+        vars.push(("ETL_TRANSFORM__BATCH_MAX_MS", "soon"));
+        assert_eq!(
+            load(&repo_config(), &vars).unwrap_err(),
+            vec!["error: environment variable ETL_TRANSFORM__BATCH_MAX_MS: key `transform.batch_max_ms`: invalid type: found string \"soon\", expected u64"]
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
-use transform::config::Settings;
+use transform::config::{ConfigError, Settings};
 use transform::ops::{self, Health};
 use transform::pipeline::{self, BatchStats, Router};
 use transform::silver::Mapping;
@@ -36,6 +36,9 @@ struct Cli {
 enum Command {
     /// Apply pending migrations, then consume until SIGINT or SIGTERM.
     Run,
+    /// Load and validate the configuration, print each silver model's topic, and exit
+    /// (without connecting to the warehouse or the broker).
+    Check,
     /// Apply pending migrations and exit.
     Migrate,
     /// Recompute every gold mart from silver in polars and compare it with the stored
@@ -77,27 +80,76 @@ fn init_tracing() {
     }
 }
 
+/// Exit status: 0, or [`etl_contract::CONFIG_ERROR_EXIT_CODE`] (2) for a configuration
+/// mistake (one `error: <file or variable>: <what>` line per problem on stderr), or 1 for
+/// any other failure (`error: <what>: <cause>` on one line) and for `verify` finding drift.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
     init_tracing();
-    let settings = Settings::load(&cli.config)?;
+    let settings = Settings::load(&cli.config).unwrap_or_else(|e| e.exit());
+    let topics = model_topics(&settings).unwrap_or_else(|reason| {
+        ConfigError::Invalid {
+            path: cli.config.clone(),
+            reason,
+        }
+        .exit()
+    });
+    if let Command::Check = cli.command {
+        let mut lines: Vec<String> = topics
+            .iter()
+            .map(|(topic, mapping)| format!("{}\t{topic}", mapping.model.name))
+            .collect();
+        lines.sort();
+        for line in lines {
+            println!("{line}");
+        }
+        return;
+    }
+    if let Err(e) = execute(cli.command, settings, topics).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The silver models by the topic that feeds them.
+fn model_topics(settings: &Settings) -> Result<HashMap<String, Mapping>, String> {
+    let mut models = HashMap::new();
+    for (name, m) in &settings.transform.silver {
+        let mapping = Mapping::new(name, m)
+            .ok_or_else(|| format!("transform.silver.{name}: no such silver model"))?;
+        let topic = etl_contract::data_topic(
+            &settings.kafka.topic_prefix,
+            &m.source,
+            m.entity.as_deref().unwrap_or(name),
+        )
+        .map_err(|e| format!("transform.silver.{name}: {e}"))?;
+        models.insert(topic, mapping);
+    }
+    etl_contract::dead_letter_topic(&settings.kafka.topic_prefix)
+        .map_err(|e| format!("kafka.topic_prefix: {e}"))?;
+    Ok(models)
+}
+
+async fn execute(
+    command: Command,
+    settings: Settings,
+    models: HashMap<String, Mapping>,
+) -> anyhow::Result<()> {
     let mut client = connect_retry(&settings.warehouse.url).await;
     let n = migrate::migrate(&mut client).await?;
     let created = match gold::ensure(&mut client).await {
         // `rebuild` is the cure for a mart that differs from its declaration.
-        Err(e @ gold::GoldError::Drift { .. })
-            if matches!(cli.command, Command::Rebuild { .. }) =>
-        {
+        Err(e @ gold::GoldError::Drift { .. }) if matches!(command, Command::Rebuild { .. }) => {
             warn!(error = %e, "rebuilding over a drifted gold table");
             Vec::new()
         }
         other => other?,
     };
     info!(applied = n, gold_created = ?created, "warehouse schema up to date");
-    match cli.command {
-        Command::Migrate => Ok(()),
-        Command::Run => run(settings, client).await,
+    match command {
+        Command::Check | Command::Migrate => Ok(()),
+        Command::Run => run(settings, models, client).await,
         Command::Verify => verify(&mut client).await,
         Command::Job { name } => {
             let t0 = Instant::now();
@@ -196,7 +248,11 @@ async fn prepare(client: &tokio_postgres::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::Result<()> {
+async fn run(
+    settings: Settings,
+    models: HashMap<String, Mapping>,
+    mut client: tokio_postgres::Client,
+) -> anyhow::Result<()> {
     let metrics = ops::install_metrics()?;
     let health = Health::default();
     health.ok();
@@ -209,16 +265,6 @@ async fn run(settings: Settings, mut client: tokio_postgres::Client) -> anyhow::
         }
     });
     prepare(&client).await?;
-    let mut models = HashMap::new();
-    for (name, m) in &settings.transform.silver {
-        let mapping = Mapping::new(name, m).context("validated silver model")?;
-        let topic = etl_contract::data_topic(
-            &settings.kafka.topic_prefix,
-            &m.source,
-            m.entity.as_deref().unwrap_or(name),
-        )?;
-        models.insert(topic, mapping);
-    }
     let router = Router {
         group: settings.transform.group_id.clone(),
         dlq_topic: etl_contract::dead_letter_topic(&settings.kafka.topic_prefix)?,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub const EMULATOR_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlobSettings {
     /// `false` keeps the section but does not start the source (the end-to-end test
     /// harness sets `ETL_INGEST__BLOB__ENABLED=false` for tests of other sources).
@@ -65,6 +66,7 @@ pub enum Partitioning {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlobSourceSettings {
     /// Entity name: the topic is `<prefix>.blob.<entity>`.
     pub entity: String,

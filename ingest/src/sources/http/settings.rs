@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// The HTTP API source: endpoints polled on a schedule.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Sent as `User-Agent` with every request.
     #[serde(default = "default_user_agent")]
@@ -33,6 +34,7 @@ pub struct HttpSettings {
 
 /// One polled API collection, published as entity `name` (topic `<prefix>.api.<name>`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub name: String,
     /// Absolute URL of the first page (it may carry a query string).
@@ -93,7 +95,7 @@ pub struct Endpoint {
 /// Authentication; every secret is either given inline (`token`, `value`, `password`) or,
 /// better, read from the environment variable named by the `*_env` key.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// `Authorization: Bearer <token>`.
     Bearer {
@@ -164,8 +166,10 @@ impl Auth {
 }
 
 /// How the next page is found.
+/// Unknown keys are refused in the variants with fields; serde ignores them next to the
+/// `type` of a variant without (`none`, `link_header`).
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Pagination {
     /// One request per poll.
     #[default]
@@ -207,6 +211,7 @@ pub enum Pagination {
 /// highest value minus `lookback` are asked for (`param`), so that late records are not
 /// missed; records seen again unchanged are not re-emitted.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Incremental {
     /// Record field holding the cursor value (a date, an RFC 3339 timestamp or a number).
     pub field: String,

@@ -46,6 +46,7 @@ pub enum SnapshotCoordinates {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MysqlSettings {
     /// `mysql://user:password@host:port` of the server whose binlog is read.
     pub url: String,

@@ -58,6 +58,7 @@ pub struct RfmScore {
 /// Deserializable so that rules can come from configuration, e.g. in TOML
 /// `{ name = "Champions", r = [4, 5], f = [4, 5], m = [4, 5] }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SegmentRule {
     /// Segment name.
     pub name: String,
