@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ingest::config::{ConfigError, Settings};
-use ingest::ops::{self, Liveness};
+use ingest::ops::{self, Health, SourceState};
 use ingest::publisher::Publisher;
 use ingest::sources::{
     blob::BlobSource, csv::CsvSource, http::HttpSource, mysql::MysqlSource, Source, SourceContext,
@@ -111,12 +111,11 @@ fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, String> {
 
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
     let metrics = ops::install_metrics()?;
-    let liveness = Liveness::default();
-    liveness.beat();
+    let health = Health::default();
     let ops_addr = settings.ingest.metrics_addr;
-    let ops_liveness = liveness.clone();
+    let ops_health = health.clone();
     tokio::spawn(async move {
-        if let Err(e) = ops::serve(ops_addr, metrics, ops_liveness).await {
+        if let Err(e) = ops::serve(ops_addr, metrics, ops_health).await {
             error!(error = %e, "ops endpoint failed");
             std::process::exit(2);
         }
@@ -143,13 +142,16 @@ async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Resul
         publisher: publisher.clone(),
         topic_prefix: settings.kafka.topic_prefix.clone(),
         checkpoint_dir: settings.ingest.checkpoint_dir.clone(),
-        liveness,
+        liveness: ops::Liveness::default(),
         shutdown: stop_rx,
     };
     let mut tasks = Vec::new();
     for source in sources {
-        let ctx = ctx.clone();
-        tasks.push(tokio::spawn(supervise(source, ctx)));
+        let ctx = SourceContext {
+            liveness: health.register(source.name()),
+            ..ctx.clone()
+        };
+        tasks.push(tokio::spawn(supervise(source, ctx, health.clone())));
     }
     info!(topics = ?topics, "ingest running");
     shutdown_signal().await;
@@ -174,12 +176,28 @@ async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Resul
 
 /// Runs a source and restarts it with backoff after a retryable failure; it resumes from
 /// its last checkpoint, so nothing is lost.
-async fn supervise(source: Arc<dyn Source>, ctx: SourceContext) -> anyhow::Result<()> {
+/// Its state is in `/health` all along.
+async fn supervise(
+    source: Arc<dyn Source>,
+    ctx: SourceContext,
+    health: Health,
+) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(500);
+    let name = source.name();
     loop {
-        match source.run(ctx.clone()).await {
-            Ok(()) => return Ok(()),
+        let started = std::time::Instant::now();
+        let result = source.run(ctx.clone()).await;
+        // A run that lasted a while was healthy: the next failure starts the backoff anew.
+        if started.elapsed() > Duration::from_secs(60) {
+            delay = Duration::from_millis(500);
+        }
+        match result {
+            Ok(()) => {
+                health.set(name, SourceState::Finished, None);
+                return Ok(());
+            }
             Err(e) if e.retryable() && !*ctx.shutdown.borrow() => {
+                health.set(name, SourceState::Retrying, Some(e.to_string()));
                 warn!(source = source.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "source failed; restarting from its checkpoint");
                 metrics::counter!("ingest_source_restarts_total", "source" => source.name())
                     .increment(1);
@@ -187,6 +205,7 @@ async fn supervise(source: Arc<dyn Source>, ctx: SourceContext) -> anyhow::Resul
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
             Err(e) => {
+                health.set(name, SourceState::Stopped, Some(e.to_string()));
                 error!(source = source.name(), error = %e, "source stopped");
                 return Err(e.into());
             }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 struct PgOffsets {
+    status: Arc<crate::ops::ConsumerStatus>,
     handle: Handle,
     /// Own connection for the rebalance callback (the batch loop's is busy in a transaction);
     /// re-opened if it drops.
@@ -150,12 +151,14 @@ impl ConsumerContext for PgOffsets {
                     }
                 }
                 info!(partitions = ?elems, "partitions assigned at the offsets stored in the warehouse");
+                self.status.assigned(elems.len());
                 if let Err(e) = consumer.assign(tpl) {
                     error!(error = %e, "assign failed");
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 info!("partitions revoked");
+                self.status.assigned(0);
                 if let Err(e) = consumer.unassign() {
                     error!(error = %e, "unassign failed");
                 }
@@ -168,6 +171,9 @@ impl ConsumerContext for PgOffsets {
     }
 }
 
+/// How often the polling thread checks that the broker answers (for `/health`).
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+
 /// Starts the polling thread. Batches of at most `max_records`, closed after `max_wait`,
 /// arrive on the returned channel; the thread stops when `stop` is set or the channel closes.
 pub fn start(
@@ -177,6 +183,7 @@ pub fn start(
     max_records: usize,
     max_wait: Duration,
     stop: Arc<AtomicBool>,
+    status: Arc<crate::ops::ConsumerStatus>,
 ) -> Result<
     (
         mpsc::Receiver<Vec<OwnedMessage>>,
@@ -198,6 +205,7 @@ pub fn start(
         .set("topic.metadata.refresh.interval.ms", "2000")
         .set("fetch.wait.max.ms", "50");
     let ctx = PgOffsets {
+        status: status.clone(),
         handle: Handle::current(),
         client: std::sync::Mutex::new(None),
         url: warehouse_url.to_string(),
@@ -211,7 +219,18 @@ pub fn start(
     let handle = std::thread::Builder::new()
         .name("kafka-consumer".into())
         .spawn(move || {
+            let mut probed = Instant::now()
+                .checked_sub(PROBE_EVERY)
+                .unwrap_or_else(Instant::now);
             while !stop.load(Ordering::Relaxed) {
+                // An idle consumer says nothing about the broker: ask it, now and then.
+                if probed.elapsed() >= PROBE_EVERY {
+                    probed = Instant::now();
+                    match consumer.fetch_metadata(None, Duration::from_secs(2)) {
+                        Ok(_) => status.polled(false),
+                        Err(e) => status.error(format!("broker metadata request failed: {e}")),
+                    }
+                }
                 let mut batch = Vec::new();
                 let deadline = Instant::now() + max_wait;
                 while batch.len() < max_records {
@@ -220,8 +239,14 @@ pub fn start(
                         break;
                     }
                     match consumer.poll(left.min(Duration::from_millis(100))) {
-                        Some(Ok(m)) => batch.push(m.detach()),
-                        Some(Err(e)) => warn!(error = %e, "consumer error"),
+                        Some(Ok(m)) => {
+                            status.polled(true);
+                            batch.push(m.detach())
+                        }
+                        Some(Err(e)) => {
+                            status.error(e.to_string());
+                            warn!(error = %e, "consumer error")
+                        }
                         None => {
                             if stop.load(Ordering::Relaxed) {
                                 break;
@@ -234,6 +259,7 @@ pub fn start(
                 }
             }
             consumer.unsubscribe();
+            status.stopped();
             info!("consumer thread stopped");
         })
         .expect("spawn consumer thread");

@@ -290,6 +290,7 @@ async fn run(
         settings.transform.batch_max_records,
         Duration::from_millis(settings.transform.batch_max_ms),
         stop.clone(),
+        health.consumer.clone(),
     )?;
     let jobs = transform::jobs::spawn(
         settings.transform.analytics.clone(),
@@ -334,7 +335,7 @@ async fn run(
             match result {
                 Ok(s) => break s,
                 Err(e) => {
-                    health.failing();
+                    health.failing(e.to_string());
                     error!(error = %e, records = batch.len(), retry_in_ms = delay.as_millis() as u64, "batch failed and was rolled back; retrying it");
                     metrics::counter!("transform_batch_failures_total").increment(1);
                     tokio::select! {
