@@ -551,3 +551,720 @@ pub fn random_sale_line(
     );
     (line, cents)
 }
+
+// ---------------------------------------------------------------- fault injection
+// Helpers of tests/tests/faults.rs: a durable broker of the test's own, restarts of the
+// shared services (PostgreSQL, the MariaDB CDC instance, Azurite) and the exact
+// reconciliation of sales files with bronze, silver and gold.
+
+/// The nisshi binary: `ETL_TEST_NISSHI` (set by `./dev test`), by default where `./dev
+/// stack` installs it.
+pub fn nisshi_bin() -> Result<PathBuf> {
+    let bin = std::env::var("ETL_TEST_NISSHI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/etl-platform/tools/bin/nisshi")
+        });
+    if !bin.exists() {
+        bail!(
+            "{} is missing: `./dev stack` installs it (or set ETL_TEST_NISSHI)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A nisshi broker (the durable local broker of `./dev stack`) with PostgreSQL storage in a
+/// database of its own, on a port of its own; killed when dropped.
+pub struct NisshiBroker {
+    bin: PathBuf,
+    pub port: u16,
+    storage: String,
+    storage_db: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NisshiBroker {
+    /// Creates the storage database `nb_<scratch id>`, starts the broker and points the
+    /// scratch's services at it.
+    pub async fn start_for(s: &mut Scratch) -> Result<NisshiBroker> {
+        let bin = nisshi_bin()?;
+        let storage_db = format!("nb_{}", s.id);
+        connect(&pg_admin_url())
+            .await?
+            .batch_execute(&format!("CREATE DATABASE {storage_db}"))
+            .await
+            .context("creating the broker's storage database")?;
+        let mut cfg: tokio_postgres::Config = pg_admin_url().parse()?;
+        cfg.dbname(&storage_db);
+        let host = match cfg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let storage = format!(
+            "postgres://{}@{host}:{}/{storage_db}?sslmode=disable",
+            cfg.get_user().unwrap_or("postgres"),
+            cfg.get_ports().first().copied().unwrap_or(5432)
+        );
+        let mut broker = NisshiBroker {
+            bin,
+            port: free_port(),
+            storage,
+            storage_db,
+            log: s.dir.join("nisshi.log"),
+            child: None,
+        };
+        broker.start()?;
+        s.extra_env
+            .push(("ETL_KAFKA__BROKERS".into(), broker.brokers()));
+        Ok(broker)
+    }
+
+    /// Starts the broker process and waits (10 s at most) until it listens.
+    pub fn start(&mut self) -> Result<()> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(&self.bin)
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("CLUSTER_ID")
+            .args(["broker", "--cluster-id", "etl-test"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--group-initial-rebalance-delay", "0s"])
+            .args(["--storage-engine", &self.storage])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "nisshi did not listen on {} within 10 s:\n{}",
+            self.port,
+            self.log_text()
+        )
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the broker and drops its storage database.
+    pub async fn cleanup(mut self) {
+        self.kill9();
+        if let Ok(admin) = connect(&pg_admin_url()).await {
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.storage_db
+                ))
+                .await;
+        }
+    }
+}
+
+impl Drop for NisshiBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Partitions of `topic` on `brokers` (0 when the topic does not exist).
+pub fn topic_partitions(brokers: &str, topic: &str) -> Result<usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(md
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map_or(0, |t| t.partitions().len()))
+}
+
+/// The last `n` lines of a log text.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs a command as root (directly, or through `sudo -n`); fails with its output.
+fn run_as_root(args: &[&str]) -> Result<()> {
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        Command::new(args[0])
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(args[0]);
+        c
+    };
+    let out = cmd
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}):\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The PostgreSQL cluster (version, name) of `pg_lsclusters` that serves the port of
+/// `ETL_TEST_PG_URL`: the one a fault test restarts with `pg_ctlcluster`.
+pub fn pg_cluster() -> Result<(String, String)> {
+    let cfg: tokio_postgres::Config = pg_admin_url().parse()?;
+    let port = cfg.get_ports().first().copied().unwrap_or(5432).to_string();
+    let out = Command::new("pg_lsclusters").arg("-h").output().context(
+        "running pg_lsclusters (Debian's postgresql-common): restarting PostgreSQL needs it",
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == port)
+        .map(|f| (f[0].to_string(), f[1].to_string()))
+        .with_context(|| {
+            format!("no local PostgreSQL cluster on port {port} in `pg_lsclusters -h`:\n{text}")
+        })
+}
+
+/// Stops the PostgreSQL cluster of [`pg_cluster`] (`pg_ctlcluster stop -m <mode>`: fast, or
+/// immediate for a crash that needs WAL recovery), waits `downtime`, starts it again and
+/// waits (60 s at most) until it answers.
+pub async fn restart_postgres(mode: &str, downtime: Duration) -> Result<()> {
+    let (version, name) = pg_cluster()?;
+    let ctl = |action: &str| -> Result<()> {
+        let mut args = vec!["pg_ctlcluster", "--skip-systemctl-redirect"];
+        if action == "stop" {
+            args.extend(["-m", mode]);
+        }
+        args.extend([version.as_str(), name.as_str(), action]);
+        run_as_root(&args)
+    };
+    ctl("stop")?;
+    tokio::time::sleep(downtime).await;
+    ctl("start")?;
+    wait_for(
+        Duration::from_secs(60),
+        "PostgreSQL to answer after its restart",
+        || async {
+            Ok(match connect(&pg_admin_url()).await {
+                Ok(c) => c.simple_query("SELECT 1").await.ok().map(|_| ()),
+                Err(_) => None,
+            })
+        },
+    )
+    .await
+}
+
+/// Inode of the socket listening on TCP `port` (IPv4 or IPv6), from /proc/net.
+fn listening_inode(port: u16) -> Option<String> {
+    let hex = format!(":{port:04X}");
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode
+            if f.len() > 9 && f[1].ends_with(&hex) && f[3] == "0A" {
+                return Some(f[9].to_string());
+            }
+        }
+    }
+    None
+}
+
+fn proc_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses; Z = exited, not yet reaped.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+fn split_nul(bytes: &[u8]) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    // Each string ends with a NUL; an empty argument is kept.
+    bytes
+        .strip_suffix(&[0])
+        .unwrap_or(bytes)
+        .split(|b| *b == 0)
+        .map(|s| std::ffi::OsStr::from_bytes(s).to_os_string())
+        .collect()
+}
+
+/// A service process found by the TCP port it listens on (a service `./dev stack` started,
+/// or any other), with what it takes to start it again as it was.
+pub struct Daemon {
+    pub pid: i32,
+    pub port: u16,
+    exe: PathBuf,
+    argv: Vec<std::ffi::OsString>,
+    cwd: PathBuf,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+    log: Option<PathBuf>,
+}
+
+impl Daemon {
+    pub fn listening_on(port: u16) -> Result<Daemon> {
+        let inode = listening_inode(port).with_context(|| {
+            format!("nothing listens on TCP port {port}: is the service running? (./dev stack)")
+        })?;
+        let socket = PathBuf::from(format!("socket:[{inode}]"));
+        let pid = fs::read_dir("/proc")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                    fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+                        .any(|target| target == socket)
+                })
+            })
+            .with_context(|| format!("no process of ours holds the socket listening on port {port} (another user's? run the test as that user or root)"))?;
+        let proc_path = |p: &str| PathBuf::from(format!("/proc/{pid}/{p}"));
+        let exe = fs::read_link(proc_path("exe"))?;
+        let argv = split_nul(&fs::read(proc_path("cmdline"))?);
+        let env = split_nul(&fs::read(proc_path("environ"))?)
+            .into_iter()
+            .filter_map(|kv| {
+                use std::os::unix::ffi::OsStrExt;
+                let b = kv.as_bytes();
+                let eq = b.iter().position(|c| *c == b'=')?;
+                Some((
+                    std::ffi::OsStr::from_bytes(&b[..eq]).to_os_string(),
+                    std::ffi::OsStr::from_bytes(&b[eq + 1..]).to_os_string(),
+                ))
+            })
+            .collect();
+        // Its stdout, when that is a log file: the new process appends to it.
+        let log = fs::read_link(proc_path("fd/1"))
+            .ok()
+            .filter(|p| p.is_absolute() && p.is_file());
+        Ok(Daemon {
+            pid,
+            port,
+            exe,
+            argv,
+            cwd: fs::read_link(proc_path("cwd"))?,
+            env,
+            log,
+        })
+    }
+
+    /// Sends `signal`; after `grace` (or at once for SIGKILL) kills what is left. Returns
+    /// once the process is gone and its port closed.
+    pub async fn stop(&self, signal: i32, grace: Duration) -> Result<()> {
+        unsafe {
+            libc::kill(self.pid, signal);
+        }
+        let start = Instant::now();
+        while proc_alive(self.pid) && start.elapsed() < grace {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if proc_alive(self.pid) {
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+            }
+        }
+        wait_for(
+            Duration::from_secs(10),
+            &format!("pid {} and its port {} to be gone", self.pid, self.port),
+            || async {
+                Ok((!proc_alive(self.pid) && listening_inode(self.port).is_none()).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// Starts the same program again (executable, arguments, directory, environment, log
+    /// file), in a session of its own so that it outlives the test; waits (60 s at
+    /// most) until it listens, and moves a `./dev` pid file that named the old process to
+    /// the new one (so that `./dev status` and `./dev down` keep working).
+    pub async fn start_again(&self) -> Result<Daemon> {
+        use std::os::unix::process::CommandExt;
+        let out = match &self.log {
+            Some(p) => Stdio::from(fs::OpenOptions::new().append(true).open(p)?),
+            None => Stdio::null(),
+        };
+        let err = match &self.log {
+            Some(p) => Stdio::from(fs::OpenOptions::new().append(true).open(p)?),
+            None => Stdio::null(),
+        };
+        cloexec_inherited_fds();
+        let mut cmd = Command::new(&self.exe);
+        if let Some(arg0) = self.argv.first() {
+            cmd.arg0(arg0);
+        }
+        // A session of its own (as `./dev` starts it): it outlives the test and whatever
+        // session ran it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = cmd
+            .args(self.argv.iter().skip(1))
+            .current_dir(&self.cwd)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {} again", self.exe.display()))?;
+        let pid = child.id() as i32;
+        drop(child);
+        let port = self.port;
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{} to listen on port {port} again", self.exe.display()),
+            || async {
+                if !proc_alive(pid) {
+                    bail!("{} exited right after its restart", self.exe.display());
+                }
+                Ok(listening_inode(port).map(|_| ()))
+            },
+        )
+        .await?;
+        move_dev_pid_file(self.pid, pid);
+        Daemon::listening_on(port)
+    }
+
+    /// [`Daemon::stop`] with `signal` and `grace`, `downtime`, then [`Daemon::start_again`].
+    pub async fn restart(
+        &self,
+        signal: i32,
+        grace: Duration,
+        downtime: Duration,
+    ) -> Result<Daemon> {
+        self.stop(signal, grace).await?;
+        tokio::time::sleep(downtime).await;
+        self.start_again().await
+    }
+}
+
+/// Sets close-on-exec on every descriptor above stderr, so that a daemon started again does
+/// not hold a pipe of whatever ran the tests (a CI runner would wait for it to close).
+fn cloexec_inherited_fds() {
+    let Ok(fds) = fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = fds
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// `./dev` keeps `<state>/run/<name>.pid` for the services it started: one naming `old`
+/// now names `new`.
+fn move_dev_pid_file(old: i32, new: i32) {
+    let state = std::env::var("ETL_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".local/state/etl-platform")
+        });
+    let Ok(files) = fs::read_dir(state.join("run")) else {
+        return;
+    };
+    for f in files.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let names_old = f.extension().is_some_and(|e| e == "pid")
+            && fs::read_to_string(&f).is_ok_and(|t| t.trim() == old.to_string());
+        if names_old {
+            let _ = fs::write(&f, format!("{new}\n"));
+        }
+    }
+}
+
+/// What the `sales*.csv` files of a folder hold, computed from the files alone.
+#[derive(Debug, Default, PartialEq)]
+pub struct SalesTruth {
+    pub lines: i64,
+    pub revenue_cents: i64,
+    pub units: i64,
+    /// First day of the month (YYYY-MM-01) -> (lines, revenue in cents).
+    pub months: std::collections::BTreeMap<String, (i64, i64)>,
+    /// Sale ids that appear on more than one line.
+    pub duplicate_ids: Vec<String>,
+}
+
+fn cents(amount: &str) -> Result<i64> {
+    let (units, frac) = amount.split_once('.').unwrap_or((amount, "0"));
+    Ok(units.parse::<i64>()? * 100 + format!("{frac:0<2}")[..2].parse::<i64>()?)
+}
+
+/// Reads the sales files of `dir` (as written by [`append_sales`]: header, then
+/// `sale_id,sale_date,customer_id,product_id,employee_id,quantity,unit_price,amount`).
+pub fn sales_truth(dir: &Path) -> Result<SalesTruth> {
+    let mut t = SalesTruth::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("sales") && name.ends_with(".csv")) {
+            continue;
+        }
+        for (n, line) in fs::read_to_string(&path)?.lines().enumerate().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            anyhow::ensure!(
+                f.len() == 8,
+                "{}:{}: not a sales line: {line:?}",
+                path.display(),
+                n + 1
+            );
+            let c = cents(f[7])
+                .with_context(|| format!("{}:{}: amount {:?}", path.display(), n + 1, f[7]))?;
+            t.lines += 1;
+            t.revenue_cents += c;
+            t.units += f[5].parse::<i64>()?;
+            let m = t.months.entry(format!("{}-01", &f[1][..7])).or_default();
+            m.0 += 1;
+            m.1 += c;
+            if !seen.insert(f[0].to_string()) {
+                t.duplicate_ids.push(f[0].to_string());
+            }
+        }
+    }
+    Ok(t)
+}
+
+fn cents_text(c: i64) -> String {
+    format!("{}.{:02}", c / 100, c % 100)
+}
+
+/// Waits (at most `timeout`) until silver holds `rows` sales, then 3 s more for anything
+/// in flight to land (a duplicate would show); the error carries the services' log tails.
+pub async fn wait_sales_in_silver(s: &Scratch, rows: i64, timeout: Duration) -> Result<()> {
+    let db = s.db().await?;
+    wait_for(timeout, &format!("{rows} rows in silver.sales"), || async {
+        Ok((count(&db, "SELECT count(*) FROM silver.sales").await? >= rows).then_some(()))
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\ningest log (tail):\n{}\ntransform log (tail):\n{}",
+            tail(&s.log("ingest"), 40),
+            tail(&s.log("transform"), 40)
+        )
+    })?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Ok(())
+}
+
+/// `transform verify` on the scratch warehouse: gold recomputed from silver must not drift.
+pub fn transform_verify(s: &Scratch) -> Result<String> {
+    let out = Command::new(bin_dir().join("transform"))
+        .arg("--config")
+        .arg(&s.config)
+        .arg("verify")
+        .env("ETL_WAREHOUSE__URL", &s.db_url)
+        .env("NO_COLOR", "1")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "transform verify found drift:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(text)
+}
+
+/// Bronze, silver and gold hold exactly the sales `truth` describes: each line once in
+/// bronze (by sale_id) and silver, with silver's sum; gold's `sales_by_period` equal to it
+/// overall and month by month; nothing quarantined or dead-lettered; no drift by `transform
+/// verify`.
+pub async fn assert_sales_exact(s: &Scratch, truth: &SalesTruth) -> Result<()> {
+    anyhow::ensure!(
+        truth.duplicate_ids.is_empty(),
+        "the source files repeat sale ids: {:?}",
+        truth.duplicate_ids
+    );
+    let db = s.db().await?;
+    let topic = s.topic("sales");
+    let one = |sql: String| {
+        let db = &db;
+        async move { Ok::<String, anyhow::Error>(db.query_one(&sql, &[]).await?.get(0)) }
+    };
+    let bronze = one(format!("SELECT count(*)::text || ' ' || count(DISTINCT payload->'after'->>'sale_id')::text FROM bronze.events WHERE topic = '{topic}'")).await?;
+    anyhow::ensure!(
+        bronze == format!("{0} {0}", truth.lines),
+        "bronze (rows, distinct sale ids) {bronze}, the files hold {} lines",
+        truth.lines
+    );
+    let silver = one("SELECT count(*)::text || ' ' || coalesce(sum(amount), 0)::numeric(16,2)::text FROM silver.sales".into()).await?;
+    anyhow::ensure!(
+        silver == format!("{} {}", truth.lines, cents_text(truth.revenue_cents)),
+        "silver (rows, amount) {silver}, the files hold {} lines of {}",
+        truth.lines,
+        cents_text(truth.revenue_cents)
+    );
+    let all = one("SELECT concat_ws(' ', lines, orders, units::bigint, revenue::numeric(16,2)) FROM gold.sales_by_period WHERE grain = 'all'".into()).await?;
+    let want = format!(
+        "{0} {0} {1} {2}",
+        truth.lines,
+        truth.units,
+        cents_text(truth.revenue_cents)
+    );
+    anyhow::ensure!(
+        all == want,
+        "gold.sales_by_period 'all' (lines orders units revenue) {all}, the files: {want}"
+    );
+    let months: std::collections::BTreeMap<String, (i64, i64, String)> = db
+        .query("SELECT period_start::text, lines, orders, revenue::numeric(16,2)::text FROM gold.sales_by_period WHERE grain = 'month'", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect();
+    let want: std::collections::BTreeMap<String, (i64, i64, String)> = truth
+        .months
+        .iter()
+        .map(|(m, (n, c))| (m.clone(), (*n, *n, cents_text(*c))))
+        .collect();
+    anyhow::ensure!(
+        months == want,
+        "gold.sales_by_period by month (lines, orders, revenue):\n{months:?}\nthe files:\n{want:?}"
+    );
+    let bad = one("SELECT (SELECT count(*) FROM silver.quarantine)::text || ' ' || (SELECT count(*) FROM bronze.dead_letters)::text".into()).await?;
+    anyhow::ensure!(bad == "0 0", "quarantined and dead-lettered rows: {bad}");
+    transform_verify(s)?;
+    Ok(())
+}
+
+/// Azurite's blob endpoint: `ETL_TEST_AZURITE` (set by `./dev test`).
+pub fn azurite_url() -> String {
+    std::env::var("ETL_TEST_AZURITE")
+        .unwrap_or_else(|_| "http://127.0.0.1:10000/devstoreaccount1".into())
+}
+
+/// Creates container `name` in Azurite.
+pub async fn azurite_container(
+    name: &str,
+) -> Result<azure_storage_blobs::prelude::ContainerClient> {
+    use azure_storage::{CloudLocation, StorageCredentials};
+    use azure_storage_blobs::prelude::{ClientBuilder, PublicAccess};
+    let client = ClientBuilder::with_location(
+        CloudLocation::Custom {
+            account: "devstoreaccount1".into(),
+            uri: azurite_url(),
+        },
+        StorageCredentials::emulator(),
+    );
+    let c = client.container_client(name);
+    c.create()
+        .public_access(PublicAccess::None)
+        .await
+        .with_context(|| {
+            format!(
+                "creating container {name} in Azurite at {} (is it running? ./dev stack)",
+                azurite_url()
+            )
+        })?;
+    Ok(c)
+}
+
+/// A pipeline whose blob source reads a container of its own (`t<scratch id>`; the
+/// repository's configuration otherwise), polling every 300 ms, reading `chunk_bytes` per
+/// ranged GET. Returns the scratch and the container's name.
+pub async fn blob_scratch(name: &str, chunk_bytes: u64) -> Result<(Scratch, String)> {
+    let mut s = Scratch::new(name, None).await?;
+    let container = format!("t{}", s.id.to_lowercase());
+    let cfg = fs::read_to_string(repo_root().join("config/etl.toml"))?;
+    anyhow::ensure!(
+        cfg.contains("container = \"web-usage\""),
+        "config/etl.toml has no container = \"web-usage\""
+    );
+    let path = s.dir.join("etl.toml");
+    fs::write(
+        &path,
+        cfg.replace(
+            "container = \"web-usage\"",
+            &format!("container = \"{container}\""),
+        ),
+    )?;
+    s.config = path;
+    s.extra_env.extend([
+        ("ETL_INGEST__BLOB__ENABLED".to_string(), "true".to_string()),
+        ("ETL_INGEST__BLOB__ENDPOINT".into(), azurite_url()),
+        ("ETL_INGEST__BLOB__POLL_INTERVAL_MS".into(), "300".into()),
+        (
+            "ETL_INGEST__BLOB__CHUNK_BYTES".into(),
+            chunk_bytes.to_string(),
+        ),
+    ]);
+    Ok((s, container))
+}
+
+/// `n` web/app usage events `<prefix>-<i>` of `day` as JSON lines (the fields of silver
+/// `web_events`), with their ids.
+pub fn web_events_jsonl(
+    prefix: &str,
+    day: &str,
+    channel: &str,
+    n: usize,
+) -> (Vec<u8>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("{prefix}-{i:06}");
+        let ev = serde_json::json!({
+            "event_id": id,
+            "ts": format!("{day}T{:02}:{:02}:00Z", 8 + i % 12, i % 60),
+            "channel": channel,
+            "event_type": if i.is_multiple_of(5) { "session_start" } else { "page_view" },
+            "session_id": format!("S-{day}-{}", i / 5),
+            "customer_id": format!("C{:05}", 1 + i % 1500),
+            "page": format!("/p/{}", i % 17),
+            "device": "desktop",
+            "app_version": serde_json::Value::Null,
+        });
+        serde_json::to_writer(&mut out, &ev).expect("JSON to memory");
+        out.push(b'\n');
+        ids.push(id);
+    }
+    (out, ids)
+}
