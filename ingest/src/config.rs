@@ -56,6 +56,14 @@ pub struct CsvSettings {
     /// A record longer than this that never ends (an unbalanced quote) is dead-lettered.
     #[serde(default = "default_max_record")]
     pub max_record_bytes: usize,
+    /// A file whose last record is still open (no terminator yet) and that stays unchanged
+    /// this long is closed at its end: a last line without a newline becomes a record, and
+    /// a record left open by an unbalanced quote is dead-lettered whole, up to the end of
+    /// the file then, with its file, line and offset. Reading resumes at the next byte
+    /// written: bytes appended later never join that record. `0`: never (an open record
+    /// waits for its end, or for `max_record_bytes`). The decision is checkpointed, once.
+    #[serde(default = "default_runaway_idle")]
+    pub runaway_idle_ms: u64,
     /// Bytes read from a file before the records are published and the checkpoint saved.
     #[serde(default = "default_chunk")]
     pub chunk_bytes: usize,
@@ -75,8 +83,10 @@ pub struct CsvEntity {
     pub delimiter: Option<char>,
     /// Character encoding of the entity's files, as a WHATWG label (`utf-8`, the default;
     /// `windows-1252` for French or German Excel exports, `iso-8859-1`, `iso-8859-15`,
-    /// `shift_jis`, …). Encodings whose delimiters, quotes and newlines are not ASCII bytes
-    /// (UTF-16) are refused at start.
+    /// `shift_jis`, …; `utf-16le`, `utf-16be`, `utf-16` (= little-endian) for files without
+    /// a byte-order mark, transcoded to UTF-8 before splitting). A file starting with a
+    /// byte-order mark (UTF-8, UTF-16LE or UTF-16BE) is read in that encoding whatever this
+    /// says. Other encodings whose delimiters and newlines are not ASCII bytes are refused.
     pub encoding: Option<String>,
 }
 
@@ -95,7 +105,8 @@ impl CsvEntity {
         if enc == encoding_rs::UTF_8 {
             return Ok(None);
         }
-        if !enc.is_ascii_compatible() {
+        let utf16 = enc == encoding_rs::UTF_16LE || enc == encoding_rs::UTF_16BE;
+        if !enc.is_ascii_compatible() && !utf16 {
             return Err(format!(
                 "entity {:?}: encoding {} is not supported (its delimiters and newlines are not single ASCII bytes); convert the files to UTF-8",
                 self.name,
@@ -114,6 +125,9 @@ fn default_poll() -> u64 {
 }
 fn default_max_record() -> usize {
     1 << 20
+}
+fn default_runaway_idle() -> u64 {
+    30_000
 }
 fn default_chunk() -> usize {
     4 << 20
@@ -250,7 +264,7 @@ mod tests {
             ),
             (
                 typo(&file, "watch_dir =", "watch_dri ="),
-                "error: config/etl.toml: unknown key `ingest.csv.watch_dri` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.csv.watch_dri` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities)",
             ),
             (
                 typo(&file, "checkpoint_dir =", "checkpoints_dir ="),
@@ -325,7 +339,7 @@ mod tests {
             load(&file, HARNESS).unwrap_err(),
             vec![
                 "error: config/etl.toml: unknown key `warehous` (expected one of: mode, kafka, warehouse, ingest, transform, dashboard)",
-                "error: config/etl.toml: unknown key `ingest.csv.delimitter` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.csv.delimitter` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities)",
                 "error: config/etl.toml: unknown key `ingest.csv.entities[2].encodng` (expected one of: name, pattern, key, delimiter, encoding)",
                 "error: config/etl.toml: unknown key `ingest.http.max_attempt` (expected one of: user_agent, timeout_ms, connect_timeout_ms, max_attempts, backoff_initial_ms, backoff_max_ms, retry_after_max_ms, endpoints)",
             ]
@@ -338,10 +352,10 @@ mod tests {
             load(&file, &[]).unwrap_err(),
             vec![
                 "error: config/etl.toml: unknown key `warehous` (expected one of: mode, kafka, warehouse, ingest, transform, dashboard)",
-                "error: config/etl.toml: unknown key `ingest.csv.delimitter` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.csv.delimitter` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities)",
                 "error: config/etl.toml: unknown key `ingest.csv.entities[0].keys` (expected one of: name, pattern, key, delimiter, encoding)",
                 "error: config/etl.toml: unknown key `ingest.csv.entities[2].encodng` (expected one of: name, pattern, key, delimiter, encoding)",
-                "error: config/etl.toml: unknown key `ingest.csv.watchdir` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)",
+                "error: config/etl.toml: unknown key `ingest.csv.watchdir` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities)",
                 "error: config/etl.toml: unknown key `ingest.http.max_attempt` (expected one of: user_agent, timeout_ms, connect_timeout_ms, max_attempts, backoff_initial_ms, backoff_max_ms, retry_after_max_ms, endpoints)",
             ]
         );
@@ -353,7 +367,7 @@ mod tests {
         vars.push(("ETL_INGEST__CSV__WATCH_DRI", "/tmp/y"));
         assert_eq!(
             load(&repo_config(), &vars).unwrap_err(),
-            vec!["error: environment variable ETL_INGEST__CSV__WATCH_DRI: unknown key `ingest.csv.watch_dri` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities)"]
+            vec!["error: environment variable ETL_INGEST__CSV__WATCH_DRI: unknown key `ingest.csv.watch_dri` (expected one of: watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities)"]
         );
         vars.pop();
         vars.push(("ETL_INGEST__METRICS_ADDR", "not-an-address"));
@@ -394,7 +408,15 @@ mod tests {
             .encoding()
             .unwrap_err()
             .contains("unknown encoding"));
-        assert!(entity(Some("utf-16le"))
+        for (label, name) in [
+            ("utf-16le", "UTF-16LE"),
+            ("utf-16", "UTF-16LE"),
+            ("UTF-16BE", "UTF-16BE"),
+        ] {
+            let enc = entity(Some(label)).encoding().unwrap().unwrap();
+            assert_eq!(enc.name(), name);
+        }
+        assert!(entity(Some("iso-2022-jp"))
             .encoding()
             .unwrap_err()
             .contains("convert the files to UTF-8"));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CSV_KEYS: &str =
-    "watch_dir, delimiter, poll_interval_ms, max_record_bytes, chunk_bytes, entities";
+    "watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities";
 const TRANSFORM_KEYS: &str =
     "metrics_addr, group_id, batch_max_records, batch_max_ms, silver, analytics";
 
