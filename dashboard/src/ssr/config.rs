@@ -145,6 +145,14 @@ fn default_refresh_ms() -> u64 {
     2000
 }
 
+/// Where another service answers `/health` (its section's `metrics_addr`); the rest of its
+/// section is that service's business (it checks its own keys).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct OpsEndpoint {
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
 /// The settings the dashboard uses.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Settings {
@@ -153,6 +161,12 @@ pub struct Settings {
     pub warehouse: Warehouse,
     #[serde(default)]
     pub dashboard: Dashboard,
+    /// `[ingest] metrics_addr`: the pipeline page shows the agent's live source states.
+    #[serde(default)]
+    pub ingest: OpsEndpoint,
+    /// `[transform] metrics_addr`: the pipeline page shows the transform's live states.
+    #[serde(default)]
+    pub transform: OpsEndpoint,
 }
 
 impl Settings {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod csv_export;
 pub mod db;
 pub mod error;
+pub mod health_probe;
 pub mod overview;
 pub mod page_cache;
 pub mod pages;

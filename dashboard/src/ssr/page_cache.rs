@@ -32,17 +32,37 @@ pub const FRESH: Duration = Duration::from_secs(10);
 pub const STALE: Duration = Duration::from_secs(120);
 const MAX_ENTRIES: usize = 4096;
 
+/// A rendered page: its text and the same gzipped (browsers ask for it; compressed once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub html: axum::body::Bytes,
+    pub gzip: Option<axum::body::Bytes>,
+}
+
+impl Page {
+    pub fn new(html: axum::body::Bytes) -> Page {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let gzip = enc
+            .write_all(&html)
+            .and_then(|()| enc.finish())
+            .ok()
+            .map(axum::body::Bytes::from);
+        Page { html, gzip }
+    }
+}
+
 struct Entry {
     version: i64,
     at: Instant,
-    html: Arc<str>,
+    page: Arc<Page>,
 }
 
 /// What the cache holds for a page at a version.
 #[derive(Debug, PartialEq)]
 pub enum Lookup {
-    Fresh(Arc<str>),
-    Stale(Arc<str>),
+    Fresh(Arc<Page>),
+    Stale(Arc<Page>),
     Miss,
 }
 
@@ -58,16 +78,16 @@ impl PageCache {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match entries.get(key) {
             Some(e) if e.version == version && now.duration_since(e.at) < FRESH => {
-                Lookup::Fresh(e.html.clone())
+                Lookup::Fresh(e.page.clone())
             }
             Some(e) if e.version == version && now.duration_since(e.at) < STALE => {
-                Lookup::Stale(e.html.clone())
+                Lookup::Stale(e.page.clone())
             }
             _ => Lookup::Miss,
         }
     }
 
-    pub fn put(&self, key: String, version: i64, at: Instant, html: Arc<str>) {
+    pub fn put(&self, key: String, version: i64, at: Instant, page: Arc<Page>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, e| e.version == version && at.duration_since(e.at) < STALE);
@@ -75,7 +95,7 @@ impl PageCache {
                 entries.clear();
             }
         }
-        entries.insert(key, Entry { version, at, html });
+        entries.insert(key, Entry { version, at, page });
     }
 
     fn render_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -113,18 +133,19 @@ pub async fn layer(
         return next.run(req).await;
     };
     let key = format!("{}:{}:{}", user.username, user.role, req.uri());
+    let gzip = accepts_gzip(req.headers());
     let pages = &state.pages;
     let _rendering = match pages.lookup(&key, version, Instant::now()) {
-        Lookup::Fresh(html) => return html_response(html, "fresh"),
+        Lookup::Fresh(html) => return html_response(&html, gzip, "fresh"),
         Lookup::Stale(html) => match pages.render_lock(&key).try_lock_owned() {
             Ok(guard) => guard,
-            Err(_) => return html_response(html, "stale"),
+            Err(_) => return html_response(&html, gzip, "stale"),
         },
         Lookup::Miss => pages.render_lock(&key).lock_owned().await,
     };
     // Another request may have rendered the page while this one waited.
     if let Lookup::Fresh(html) = pages.lookup(&key, version, Instant::now()) {
-        return html_response(html, "waited");
+        return html_response(&html, gzip, "waited");
     }
     let at = Instant::now();
     let resp = next.run(req).await;
@@ -134,14 +155,19 @@ pub async fn layer(
     let (parts, body) = resp.into_parts();
     match axum::body::to_bytes(body, 16 << 20).await {
         Ok(bytes) => {
-            if let (Ok(text), Some(now)) = (std::str::from_utf8(&bytes), state.cache.version()) {
-                // Kept only if gold did not move during the render.
-                if now == version {
-                    pages.put(key, version, at, text.into());
-                }
+            let page = Arc::new(Page::new(bytes));
+            // Kept only if gold did not move during the render.
+            if state.cache.version() == Some(version) {
+                pages.put(key, version, at, page.clone());
             }
             metrics::counter!("dashboard_page_cache_total", "outcome" => "rendered").increment(1);
-            Response::from_parts(parts, axum::body::Body::from(bytes))
+            let mut resp = html_response(&page, gzip, "sent");
+            for (name, value) in parts.headers.iter() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    resp.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+            resp
         }
         Err(e) => {
             tracing::warn!(error = %e, uri = %key, "page render failed");
@@ -150,13 +176,31 @@ pub async fn layer(
     }
 }
 
-fn html_response(html: Arc<str>, outcome: &'static str) -> Response {
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| {
+            let mut parts = e.trim().split(';');
+            parts.next().is_some_and(|name| name.trim() == "gzip")
+                && parts.all(|p| p.trim() != "q=0")
+        })
+}
+
+fn html_response(page: &Page, gzip: bool, outcome: &'static str) -> Response {
     metrics::counter!("dashboard_page_cache_total", "outcome" => outcome).increment(1);
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html.to_string(),
-    )
-        .into_response()
+    let html_type = (header::CONTENT_TYPE, "text/html; charset=utf-8");
+    let vary = (header::VARY, "accept-encoding");
+    match (&page.gzip, gzip) {
+        (Some(gz), true) => (
+            [html_type, vary, (header::CONTENT_ENCODING, "gzip")],
+            gz.clone(),
+        )
+            .into_response(),
+        _ => ([html_type, vary], page.html.clone()).into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -168,18 +212,39 @@ mod tests {
         let c = PageCache::default();
         let t0 = Instant::now();
         assert_eq!(c.lookup("p", 1, t0), Lookup::Miss);
-        c.put("p".into(), 1, t0, "one".into());
-        assert_eq!(
-            c.lookup("p", 1, t0 + FRESH / 2),
-            Lookup::Fresh("one".into())
-        );
-        assert_eq!(c.lookup("p", 1, t0 + FRESH), Lookup::Stale("one".into()));
+        let one = Arc::new(Page::new("one".into()));
+        c.put("p".into(), 1, t0, one.clone());
+        assert_eq!(c.lookup("p", 1, t0 + FRESH / 2), Lookup::Fresh(one.clone()));
+        assert_eq!(c.lookup("p", 1, t0 + FRESH), Lookup::Stale(one));
         assert_eq!(c.lookup("p", 1, t0 + STALE), Lookup::Miss);
         assert_eq!(
             c.lookup("p", 2, t0),
             Lookup::Miss,
             "an older version is never served"
         );
+    }
+
+    #[test]
+    fn pages_are_kept_gzipped_and_sent_so_to_who_asks() {
+        use std::io::Read;
+        let html = "<p>x</p>".repeat(1000);
+        let page = Page::new(html.clone().into());
+        let gz = page.gzip.clone().unwrap();
+        assert!(gz.len() < html.len() / 10);
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut back)
+            .unwrap();
+        assert_eq!(back, html);
+        let mut h = axum::http::HeaderMap::new();
+        assert!(!accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, "br, gzip;q=0.8".parse().unwrap());
+        assert!(accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, "gzip;q=0, br".parse().unwrap());
+        assert!(!accepts_gzip(&h));
+        let r = html_response(&page, true, "test");
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()[header::VARY], "accept-encoding");
     }
 
     #[tokio::test]

@@ -469,7 +469,8 @@ const EMPLOYEES_RANKING: PanelSpec = PanelSpec {
 };
 
 const EMPLOYEES_MONTHS: PanelSpec = PanelSpec {
-    limit: 500,
+    hint: "The latest months first (the CSV export has every month)",
+    limit: 150,
     ..panel(
         "by_month",
         "Per employee and month",

@@ -354,6 +354,14 @@ async fn load_inner(
         panels.push(panel);
     }
     tx.commit().await.map_err(|e| fail(chain(&e)))?;
+    if page.id == "pipeline" {
+        let live = super::health_probe::panel(
+            state.settings.ingest.metrics_addr,
+            state.settings.transform.metrics_addr,
+        )
+        .await;
+        panels.insert(panels.len().min(1), live);
+    }
     Ok(PageData {
         context: PageContext {
             user,
