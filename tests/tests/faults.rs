@@ -92,20 +92,36 @@ async fn postgres_restarted_mid_load_loses_and_duplicates_nothing() -> Result<()
             prefix: "G",
             customers: 300,
             split_chance: 0.2,
-            pause: Duration::from_millis(80),
+            pause: Duration::from_millis(150),
         };
         append_sales(&dir, seed ^ 0x9057, &plan)
     });
     let mut ingest = s.start("ingest")?;
     let mut transform = s.start("transform")?;
-    // A crash (no checkpoint, WAL recovery) early in the load, a clean restart later.
-    for (round, mode, after_ms, down_ms) in [(1, "immediate", 2500, 3000), (2, "fast", 3000, 2000)]
-    {
-        tokio::time::sleep(Duration::from_millis(after_ms)).await;
-        let before = silver_sales_now(&s).await;
+    // A crash (no checkpoint, WAL recovery) once the pipeline is at work, then a clean
+    // restart once it has resumed by itself (more rows in silver), both mid-load.
+    let mut last = 999;
+    for (round, mode, down_ms) in [(1, "immediate", 3000), (2, "fast", 2000)] {
+        let at = last + 1;
+        let before = wait_for(
+            Duration::from_secs(60),
+            &format!("{at} rows in silver (the pipeline at work)"),
+            || async { Ok(Some(silver_sales_now(&s).await).filter(|n| *n >= at)) },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "ingest log (tail):\n{}\ntransform log (tail):\n{}\nbroker log (tail):\n{}",
+                tail(&s.log("ingest"), 20),
+                tail(&s.log("transform"), 30),
+                tail(&broker.log_text(), 20)
+            )
+        })?;
         restart_postgres(mode, Duration::from_millis(down_ms)).await?;
+        last = silver_sales_now(&s).await;
         println!(
-            "round {round}: PostgreSQL stopped (-m {mode}) with {before} rows in silver, down {down_ms} ms, back"
+            "round {round}: PostgreSQL stopped (-m {mode}) with {before} rows in silver, down {down_ms} ms, back with {last} (writer done: {})",
+            writer.is_finished()
         );
     }
     writer.join().expect("writer thread")?;
@@ -613,7 +629,13 @@ async fn kill_9_of_ingest_and_transform_together_keeps_gold_exact() -> Result<()
                 Ok((n >= 1000).then_some(()))
             })
             .await
-            .with_context(|| tail(&s.log("transform"), 30))?;
+            .with_context(|| {
+                format!(
+                    "ingest log (tail):\n{}\ntransform log (tail):\n{}",
+                    tail(&s.log("ingest"), 20),
+                    tail(&s.log("transform"), 30)
+                )
+            })?;
         } else {
             tokio::time::sleep(Duration::from_millis(rng.random_range(1000..5000))).await;
         }
