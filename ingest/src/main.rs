@@ -6,9 +6,7 @@ use clap::{Parser, Subcommand};
 use ingest::config::{ConfigError, Settings};
 use ingest::ops::{self, Health, SourceState};
 use ingest::publisher::Publisher;
-use ingest::sources::{
-    blob::BlobSource, csv::CsvSource, http::HttpSource, mysql::MysqlSource, Source, SourceContext,
-};
+use ingest::sources::{Source, SourceBuilder, SourceContext};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,25 +86,24 @@ async fn main() {
     }
 }
 
-/// The configured sources; their constructors check what the settings' validation does
-/// not (patterns, URLs, credentials).
+/// The configured sources; their builders check what the settings' validation does not
+/// (patterns, URLs, credentials), and refuse a section whose source this build left out.
 fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, String> {
-    let prefix = &settings.kafka.topic_prefix;
-    let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-    let err = |e: ingest::sources::SourceError| e.to_string();
-    if let Some(csv) = settings.ingest.csv.clone() {
-        sources.push(Arc::new(CsvSource::new(csv, prefix).map_err(err)?));
-    }
-    if let Some(blob) = settings.ingest.blob.clone().filter(|b| b.enabled) {
-        sources.push(Arc::new(BlobSource::new(blob, prefix).map_err(err)?));
-    }
-    if let Some(mysql) = settings.ingest.mysql.clone() {
-        sources.push(Arc::new(MysqlSource::new(mysql, prefix).map_err(err)?));
-    }
-    if let Some(http) = settings.ingest.http.clone() {
-        sources.push(Arc::new(HttpSource::new(http, prefix).map_err(err)?));
-    }
-    Ok(sources)
+    let ingest = &settings.ingest;
+    let configured: [Option<&dyn SourceBuilder>; 4] = [
+        ingest.csv.as_ref().map(|s| s as _),
+        ingest.blob.as_ref().filter(|b| b.enabled).map(|s| s as _),
+        ingest.mysql.as_ref().map(|s| s as _),
+        ingest.http.as_ref().map(|s| s as _),
+    ];
+    configured
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            s.build(&settings.kafka.topic_prefix)
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {

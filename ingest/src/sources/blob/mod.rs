@@ -1240,6 +1240,12 @@ fn record_key(obj: &Obj<'_>, fields: &[String]) -> Result<Map<String, Value>, St
     Ok(key)
 }
 
+impl super::SourceBuilder for BlobSettings {
+    fn build(&self, topic_prefix: &str) -> Result<Arc<dyn Source>, SourceError> {
+        Ok(Arc::new(BlobSource::new(self.clone(), topic_prefix)?))
+    }
+}
+
 impl Source for BlobSource {
     fn name(&self) -> &'static str {
         "blob"

@@ -1,12 +1,23 @@
 //! `[ingest.blob]`: the storage account, how to authenticate, and the blob sources.
 
+//!
+//! Compiled in every build; what needs the Azure SDK (the client) only with `source-blob`.
+
+#[cfg(feature = "source-blob")]
 use super::decode::Format;
+#[cfg(feature = "source-blob")]
 use azure_storage::{CloudLocation, ConnectionString, StorageCredentials};
+#[cfg(feature = "source-blob")]
 use azure_storage_blobs::prelude::ClientBuilder;
 use serde::Deserialize;
 
 /// Azurite's (the storage emulator's) endpoint for its well-known development account.
 pub const EMULATOR_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
+
+/// Azurite's published key of its development account (the Azure SDK's
+/// `EMULATOR_ACCOUNT_KEY`; a test compares them), refused in production mode.
+pub const EMULATOR_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +121,7 @@ pub enum FormatSetting {
     Json,
 }
 
+#[cfg(feature = "source-blob")]
 impl FormatSetting {
     pub fn format(self) -> Option<Format> {
         match self {
@@ -193,11 +205,9 @@ impl BlobSettings {
         }
         if production {
             let emulator_key = self.emulator
-                || self.account_key.as_deref()
-                    == Some(azure_storage::clients::EMULATOR_ACCOUNT_KEY)
+                || self.account_key.as_deref() == Some(EMULATOR_ACCOUNT_KEY)
                 || self.connection_string.as_deref().is_some_and(|c| {
-                    c.contains(azure_storage::clients::EMULATOR_ACCOUNT_KEY)
-                        || c.contains("UseDevelopmentStorage=true")
+                    c.contains(EMULATOR_ACCOUNT_KEY) || c.contains("UseDevelopmentStorage=true")
                 });
             if emulator_key {
                 return Err("production mode: [ingest.blob] uses Azurite's published development key; configure a real account (ETL_INGEST__BLOB__CONNECTION_STRING or ACCOUNT/ACCOUNT_KEY/SAS_TOKEN)".into());
@@ -205,7 +215,10 @@ impl BlobSettings {
         }
         Ok(())
     }
+}
 
+#[cfg(feature = "source-blob")]
+impl BlobSettings {
     /// A client builder for the configured account; `what` names the endpoint for messages
     /// (never a secret).
     pub fn client(&self) -> Result<(ClientBuilder, String), String> {
@@ -258,6 +271,7 @@ impl BlobSettings {
     }
 }
 
+#[cfg(feature = "source-blob")]
 fn emulator_builder(endpoint: &str) -> ClientBuilder {
     let account = azure_storage::clients::EMULATOR_ACCOUNT.to_string();
     ClientBuilder::with_location(
@@ -269,6 +283,7 @@ fn emulator_builder(endpoint: &str) -> ClientBuilder {
     )
 }
 
+#[cfg(feature = "source-blob")]
 fn builder(
     account: String,
     endpoint: Option<String>,
@@ -295,10 +310,18 @@ fn builder(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "source-blob"))]
 mod tests {
     use super::*;
     use figment::providers::{Format as _, Toml};
+
+    #[test]
+    fn the_emulator_key_is_the_sdks() {
+        assert_eq!(
+            EMULATOR_ACCOUNT_KEY,
+            azure_storage::clients::EMULATOR_ACCOUNT_KEY
+        );
+    }
 
     fn parse(toml: &str) -> BlobSettings {
         figment::Figment::from(Toml::string(toml))

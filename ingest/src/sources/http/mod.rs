@@ -38,7 +38,7 @@ use futures::future::BoxFuture;
 use page::{canonical, content_hash, first_url, next_url, parse_page, record_key, scalar_text};
 use serde::Serialize;
 use serde_json::Value;
-pub use settings::{Endpoint, HttpSettings};
+pub use settings::{Endpoint, HttpSettings, CONNECTOR};
 use settings::{Lookback, Pagination};
 use state::{decide, decide_delete, KeyState, PageMemo, StateError, Store};
 use std::cmp::Ordering;
@@ -46,9 +46,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
-
-/// Connector name: topics `<prefix>.api.<endpoint>`, source identities `api:<source_key>`.
-pub const CONNECTOR: &str = "api";
 
 impl From<StateError> for SourceError {
     fn from(e: StateError) -> Self {
@@ -883,6 +880,12 @@ fn key_image(kv: &[(&str, &Value)]) -> Value {
 
 fn key_object(kv: &[(&str, &Value)]) -> Vec<u8> {
     serde_json::to_vec(&key_image(kv)).expect("key serializes")
+}
+
+impl super::SourceBuilder for HttpSettings {
+    fn build(&self, topic_prefix: &str) -> Result<Arc<dyn Source>, SourceError> {
+        Ok(Arc::new(HttpSource::new(self.clone(), topic_prefix)?))
+    }
 }
 
 impl Source for HttpSource {

@@ -466,6 +466,15 @@ fn mariadb_gtid(g: &str) -> bool {
             .all(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+impl super::SourceBuilder for MysqlSettings {
+    fn build(&self, topic_prefix: &str) -> Result<std::sync::Arc<dyn Source>, SourceError> {
+        Ok(std::sync::Arc::new(MysqlSource::new(
+            self.clone(),
+            topic_prefix,
+        )?))
+    }
+}
+
 impl Source for MysqlSource {
     fn name(&self) -> &'static str {
         "mysql"
