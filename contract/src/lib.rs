@@ -9,9 +9,11 @@
 //!   warehouse uses to absorb an event published twice.
 //! * The configuration file every service shares: its [`SECTIONS`], the shared `[kafka]`
 //!   section and the strict loader ([`load_config`]).
+//! * The `/health` and `/metrics` endpoints of every service ([`serve_ops`]).
 
 mod envelope;
 mod load;
+mod ops;
 pub mod settings;
 mod topics;
 
@@ -20,6 +22,7 @@ pub use load::{
     load_config, load_config_str, load_config_with, ConfigError, ConfigProblem,
     CONFIG_ERROR_EXIT_CODE,
 };
+pub use ops::{serve_ops, HealthReport, OpsError};
 pub use settings::*;
 pub use topics::*;
 

@@ -7,7 +7,6 @@
 //! configuration the source refuses) or `finished`. The answer is 200 when every source is
 //! running or finished, 503 otherwise, with the reasons in the body.
 
-use axum::{http::StatusCode, routing::get, Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -209,30 +208,17 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
     health: Health,
-) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route(
-            "/health",
-            get(move || {
-                let report = health.report();
-                async move {
-                    let code = if report.status == "ok" {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (code, Json(report))
-                }
-            }),
-        )
-        .route("/metrics", get(move || async move { metrics.render() }));
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr} for /health and /metrics: {e} (change ingest.metrics_addr)"
-        )
-    })?;
-    axum::serve(listener, app).await?;
-    Ok(())
+) -> Result<(), etl_contract::OpsError> {
+    etl_contract::serve_ops(addr, "ingest.metrics_addr", metrics, move || {
+        health.report()
+    })
+    .await
+}
+
+impl etl_contract::HealthReport for HealthReport {
+    fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
 }
 
 #[cfg(test)]

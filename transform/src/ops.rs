@@ -10,7 +10,6 @@
 //!
 //! 200 when every part is well, 503 otherwise with the reasons.
 
-use axum::{http::StatusCode, routing::get, Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -206,34 +205,22 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(PrometheusBuilder::new().install_recorder()?)
 }
 
+/// Serves `/health` (see the module) and `/metrics`.
 pub async fn serve(
     addr: SocketAddr,
     metrics: PrometheusHandle,
     health: Health,
-) -> anyhow::Result<()> {
-    let app = Router::new()
-        .route(
-            "/health",
-            get(move || {
-                let report = health.report();
-                async move {
-                    let code = if report.status == "ok" {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (code, Json(report))
-                }
-            }),
-        )
-        .route("/metrics", get(move || async move { metrics.render() }));
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr} for /health and /metrics: {e} (change transform.metrics_addr)"
-        )
-    })?;
-    axum::serve(listener, app).await?;
-    Ok(())
+) -> Result<(), etl_contract::OpsError> {
+    etl_contract::serve_ops(addr, "transform.metrics_addr", metrics, move || {
+        health.report()
+    })
+    .await
+}
+
+impl etl_contract::HealthReport for HealthReport {
+    fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
 }
 
 #[cfg(test)]
