@@ -101,7 +101,7 @@ fn decode<'a>(router: &Router, batch: &'a [OwnedMessage]) -> Decoded<'a> {
                         source_key: sk,
                         connector: "transform".into(),
                         origin,
-                        reason: format!("unreadable dead-letter record: {e}"),
+                        reason: format!("unreadable dead-letter record: {}", json_problem(&e)),
                         raw: payload.to_vec(),
                     });
                 }
@@ -111,8 +111,8 @@ fn decode<'a>(router: &Router, batch: &'a [OwnedMessage]) -> Decoded<'a> {
         let outcome = std::str::from_utf8(payload)
             .map_err(|e| format!("record value is not UTF-8: {e}"))
             .and_then(|text| {
-                let (env, fields) = EnvelopeIn::parse(payload).map_err(|e| e.to_string())?;
-                let sk = source_key(&fields).map_err(|e| e.to_string())?;
+                let (env, fields) = EnvelopeIn::parse(payload).map_err(|e| contract_problem(&e))?;
+                let sk = source_key(&fields).map_err(|e| contract_problem(&e))?;
                 Ok((text, env, sk))
             });
         match outcome {
@@ -426,6 +426,78 @@ pub async fn process_one_by_one(
     Ok(total)
 }
 
+/// A JSON error as a dead letter's reason tells it: its kind, its position and, for a
+/// missing or unknown field, the field's name (capped), never a value of the input (serde's
+/// `invalid type: string "…"` quotes it).
+fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Io => "an I/O error while reading the JSON".into(),
+        Category::Eof => format!("truncated JSON ({at})"),
+        Category::Syntax => format!("not valid JSON ({at})"),
+        Category::Data => {
+            let msg = e.to_string();
+            let field = ["missing field `", "unknown field `", "duplicate field `"]
+                .iter()
+                .find(|p| msg.starts_with(*p))
+                .and_then(|p| msg[p.len()..].split('`').next().map(|f| (p, f)));
+            match field {
+                Some((p, f)) => {
+                    let f: String = f.chars().take(80).collect();
+                    format!("{p}{f}` ({at})")
+                }
+                None => format!("a field has the wrong type or value ({at})"),
+            }
+        }
+    }
+}
+
+/// A contract error as a dead letter's reason tells it (see [`json_problem`]), capped.
+fn contract_problem(e: &etl_contract::ContractError) -> String {
+    match e {
+        etl_contract::ContractError::Json(e) => {
+            format!("not a change-event envelope: {}", json_problem(e))
+        }
+        etl_contract::ContractError::Invalid(s) => s.chars().take(200).collect(),
+    }
+}
+
+/// Why the warehouse refused a record, without the values PostgreSQL's message and detail
+/// quote (`invalid input syntax for type integer: "…"`, `Key (id)=(…) already exists`):
+/// the SQLSTATE, and the table, column and constraint it names.
+fn refusal_reason(e: &DbError) -> String {
+    let (context, db) = match e {
+        DbError::Query {
+            context, source, ..
+        } => (context.as_str(), source.as_db_error()),
+        other => return format!("the warehouse refused the record: {other}"),
+    };
+    let Some(db) = db else {
+        return format!("the warehouse refused the record ({context})");
+    };
+    let code = db.code().code();
+    let kind = match &code[..2] {
+        "22" => "a value does not fit its column (data exception)",
+        "23" => "an integrity constraint is violated",
+        _ => "an error",
+    };
+    let mut s = format!("the warehouse refused the record ({context}): {kind}, SQLSTATE {code}");
+    for (what, v) in [
+        ("table", db.table()),
+        ("column", db.column()),
+        ("constraint", db.constraint()),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!(
+                ", {what} {:?}",
+                v.chars().take(80).collect::<String>()
+            ));
+        }
+    }
+    s
+}
+
 /// Dead-letters one record the warehouse refused, with its offset, in its own transaction.
 async fn dead_letter_refused(
     client: &mut Client,
@@ -442,7 +514,7 @@ async fn dead_letter_refused(
         source_key,
         connector: "transform".into(),
         origin,
-        reason: format!("the warehouse refused the record: {e}"),
+        reason: refusal_reason(e),
         raw: m.payload().unwrap_or_default().to_vec(),
     };
     let tx = client
@@ -455,4 +527,46 @@ async fn dead_letter_refused(
         .await
         .map_err(DbError::query("committing a dead letter"))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::{contract_problem, json_problem};
+
+    /// Bad records' reasons describe the problem and its position, never the content.
+    #[test]
+    fn reasons_never_embed_the_records_content() {
+        let big = "x".repeat(10_000);
+        let inputs: Vec<Vec<u8>> = vec![
+            b"\xff\xfeSECRET".to_vec(),
+            format!("{{\"op\":\"SECRET{big}\"}}").into_bytes(),
+            b"{\"op\":\"c\",\"after\":{},\"ts_ms\":\"SECRET\x01\"}".to_vec(),
+            format!("{{\"reason\": 7, \"raw_base64\": \"SECRET{big}\"}}").into_bytes(),
+            b"{\"op\": \"c\", \"source\": {\"connector\": 5}, \"SECRET\": 1".to_vec(),
+        ];
+        let mut reasons = Vec::new();
+        for i in &inputs {
+            if let Err(e) = etl_contract::EnvelopeIn::parse(i) {
+                reasons.push(contract_problem(&e));
+            }
+            if let Err(e) = serde_json::from_slice::<etl_contract::DeadLetter>(i) {
+                reasons.push(json_problem(&e));
+            }
+        }
+        assert_eq!(reasons.len(), 2 * inputs.len(), "{reasons:#?}");
+        for r in &reasons {
+            assert!(
+                !r.contains("SECRET")
+                    && !r.contains("xxxxxxxxxx")
+                    && !r.chars().any(char::is_control),
+                "{r}"
+            );
+            assert!(r.len() < 300, "{r}");
+        }
+        let missing = serde_json::from_slice::<etl_contract::DeadLetter>(b"{}").unwrap_err();
+        assert_eq!(
+            json_problem(&missing),
+            "missing field `reason` (at line 1 column 2)"
+        );
+    }
 }

@@ -179,7 +179,14 @@ fn csv_object<F: AsRef<[u8]>>(h: &[String], fields: &[F]) -> Result<Obj<'static>
             Ok(s) => {
                 m.insert(name.clone(), Value::String(s.to_string()));
             }
-            Err(_) => return Err(format!("field {name} is not valid UTF-8")),
+            Err(e) => {
+                // The column's name (capped), never the field's bytes.
+                let name: String = name.chars().take(80).collect();
+                return Err(format!(
+                    "field {name:?} is not valid UTF-8 (invalid byte at {} of the field)",
+                    e.valid_up_to()
+                ));
+            }
         }
     }
     Ok(Obj::Map(m))

@@ -218,7 +218,12 @@ fn row_values(
             None => Out::Null,
             Some(BinlogValue::Value(v)) => render(kind, v).map_err(|e| format!("column {}: {e}", schema.names[i]))?,
             Some(BinlogValue::Jsonb(j)) => {
-                let j: serde_json::Value = j.try_into().map_err(|e| format!("column {}: JSON: {e:?}", schema.names[i]))?;
+                // The error's kind only: its fields may hold the document's bytes.
+                let j: serde_json::Value = j.try_into().map_err(|e| {
+                    let kind = format!("{e:?}");
+                    let kind = kind.split(['(', ' ', '{']).next().unwrap_or_default().to_string();
+                    format!("column {}: its JSON value cannot be decoded ({kind})", schema.names[i])
+                })?;
                 if *kind == Kind::Json {
                     Out::S(j.to_string())
                 } else {

@@ -124,7 +124,7 @@ fn timestamp_from_epoch(sec: i64, us: u32, p: u8) -> Result<String, String> {
         return Ok(format!("{}Z", date_time(0, 0, 0, 0, 0, 0, 0, p, 'T')));
     }
     let t = chrono::DateTime::from_timestamp(sec, us * 1000)
-        .ok_or_else(|| format!("timestamp {sec}.{us:06} is out of range"))?;
+        .ok_or_else(|| "a timestamp out of the representable range".to_string())?;
     use chrono::{Datelike, Timelike};
     Ok(format!(
         "{}Z",
@@ -181,10 +181,10 @@ pub fn render(kind: &Kind, v: Value) -> Result<Out, String> {
             };
             let sec: i64 = sec
                 .parse()
-                .map_err(|_| format!("bad binlog timestamp {t:?}"))?;
-            let us: u32 = us
-                .parse()
-                .map_err(|_| format!("bad binlog timestamp {t:?}"))?;
+                .map_err(|_| "a binlog timestamp whose seconds are not a number".to_string())?;
+            let us: u32 = us.parse().map_err(|_| {
+                "a binlog timestamp whose microseconds are not a number".to_string()
+            })?;
             Out::S(timestamp_from_epoch(sec, us, *p)?)
         }
         (Kind::Timestamp(p), Value::Int(sec)) => Out::S(timestamp_from_epoch(sec, 0, *p)?),
@@ -224,7 +224,21 @@ pub fn render(kind: &Kind, v: Value) -> Result<Out, String> {
             }
             Out::S(out)
         }
-        (k, v) => return Err(format!("a {k:?} column holds the unexpected value {v:?}")),
+        // The value's type, never the value: a dead letter's reason holds no row content.
+        (k, v) => {
+            let found = match v {
+                Value::NULL => "NULL",
+                Value::Bytes(_) => "bytes",
+                Value::Int(_) => "a signed integer",
+                Value::UInt(_) => "an unsigned integer",
+                Value::Float(_) | Value::Double(_) => "a floating-point number",
+                Value::Date(..) => "a date",
+                Value::Time(..) => "a time",
+            };
+            return Err(format!(
+                "a {k:?} column holds a value of unexpected type ({found})"
+            ));
+        }
     })
 }
 
