@@ -148,10 +148,13 @@ async fn a_header_naming_a_column_twice_dead_letters_the_files_rows() -> Result<
     Ok(())
 }
 
+/// Customers written: by id, the name, the city and the row's byte offset in the file.
+type Written = BTreeMap<String, (String, String, u64)>;
+
 /// `n` customers as UTF-16LE with a BOM and CRLF line ends; accented names, and a name with
 /// a character outside the BMP (a surrogate pair) every 7th row. Returns the bytes and, by
 /// customer id, the name, the city and the byte offset of the row in the file.
-fn utf16_customers(n: usize) -> (Vec<u8>, BTreeMap<String, (String, String, u64)>) {
+fn utf16_customers(n: usize) -> (Vec<u8>, Written) {
     let mut bytes = vec![0xFF, 0xFE];
     let mut expected = BTreeMap::new();
     let put = |line: &str, bytes: &mut Vec<u8>| {
