@@ -56,12 +56,14 @@ pub struct CsvSettings {
     /// A record longer than this that never ends (an unbalanced quote) is dead-lettered.
     #[serde(default = "default_max_record")]
     pub max_record_bytes: usize,
-    /// A file whose last record is still open (no terminator yet) and that stays unchanged
-    /// this long is closed at its end: a last line without a newline becomes a record, and
-    /// a record left open by an unbalanced quote is dead-lettered whole, up to the end of
-    /// the file then, with its file, line and offset. Reading resumes at the next byte
-    /// written: bytes appended later never join that record. `0`: never (an open record
-    /// waits for its end, or for `max_record_bytes`). The decision is checkpointed, once.
+    /// A record left open by an unbalanced quote at the end of a file that then stays
+    /// unchanged this long is dead-lettered whole, up to the end of the file at that time,
+    /// with its file, line, offset and the reason; reading resumes at the next byte written
+    /// (bytes appended later never join that record). The decision is checkpointed once the
+    /// broker has the dead letter; after a crash before that, it is taken again at the same
+    /// offset under the same source key. A last line without a newline and outside quotes
+    /// is not a runaway: it keeps waiting for its newline. `0`: never (an open record waits
+    /// for its end, or for `max_record_bytes`).
     #[serde(default = "default_runaway_idle")]
     pub runaway_idle_ms: u64,
     /// Bytes read from a file before the records are published and the checkpoint saved.

@@ -475,8 +475,14 @@ impl CsvSource {
                 }
                 return Ok(None);
             }
-            // The virtual newline closed the file's last line: not a line of the file.
-            (n, _) if text.forced => (n, view.line_at_end()),
+            (_, _) if text.forced => {
+                // The virtual newline closed the last line: no quote is open, the line is
+                // only unterminated (a writer mid-line, a file without a final newline). It
+                // waits for its newline like any record: a row is never cut by a pause.
+                arena.clear();
+                out.clear();
+                return Ok(None);
+            }
             done => done,
         };
         let records = out.drain(..).map(|(d, k, v)| (d, &arena[k], &arena[v]));
@@ -494,8 +500,9 @@ impl CsvSource {
     /// Reads a chunk of the file from `offset` into `rs.file` as the splitter reads it (for
     /// UTF-16, the original bytes into `rs.orig`, transcoded into `rs.file`). When the open
     /// record at the end of the file has waited `runaway_idle_ms` unchanged, the chunk is
-    /// `forced`: read to its very end and closed by a virtual newline, so that a last line
-    /// without a terminator becomes a record and a runaway quote shows as nothing consumed.
+    /// `forced`: read to its very end and closed by a virtual newline, so that a runaway
+    /// quote shows as nothing consumed (an unterminated line outside quotes as a record,
+    /// which `produce_chunk` leaves waiting).
     /// `None` when the path is no longer the file known as `id`.
     fn read_text(
         &self,
@@ -1159,7 +1166,10 @@ mod chunk_tests {
         let (mut arena, mut out) = (Vec::new(), Vec::new());
         let (n, line) = match view.split(&chunk, &mut splitter, &mut arena, &mut out) {
             (0, _) if forced => view.runaway(&chunk, &mut arena, &mut out, 3000),
-            (n, _) if forced => (n, view.line_at_end()),
+            (_, _) if forced => {
+                out.clear();
+                (0, 2)
+            }
             done => done,
         };
         let items = out
@@ -1271,15 +1281,16 @@ mod chunk_tests {
     }
 
     #[test]
-    fn a_last_line_without_newline_becomes_a_record_once_forced() {
+    fn a_last_line_without_newline_waits_for_it_even_when_idle() {
         let fx = fixture(UTF8);
         let (n, line, items) = run(&fx, b"C1,Ann\nC2,Bob", false, false, 0);
         assert_eq!((n, line, items.len()), (7, 3, 1));
-        let (n, line, items) = run(&fx, b"C2,Bob", false, true, 7);
-        assert_eq!((n, line), (6, 2), "the same line: the newline was virtual");
-        assert!(!items[0].0);
-        assert_eq!(items[0].2["after"]["name"], "Bob");
-        assert_eq!(items[0].2["source"]["offset"], 7);
+        // No quote open: not a runaway; the line waits for its newline.
+        assert_eq!(run(&fx, b"C2,Bob", false, true, 7), (0, 2, vec![]));
+        assert_eq!(run(&fx, b"C2,\"Bob\" x", false, true, 7), (0, 2, vec![]));
+        // A quote open: dead-lettered.
+        let (n, _, items) = run(&fx, b"C2,\"Bob", false, true, 7);
+        assert_eq!((n, items.len()), (7, 1));
         // Blank lines alone are never forced into a record (read_text does not force them).
         assert_eq!(run(&fx, b"\n\n", false, false, 0).0, 0);
     }
@@ -1316,8 +1327,11 @@ mod chunk_tests {
         bad.push(format!("C5,\"SECRET{big}").into_bytes());
         let fx = fixture(UTF8);
         let mut reasons = Vec::new();
+        // A runaway quote.
+        let (_, _, items) = run(&fx, b"C6,\"SECRET\x01 open\n", false, true, 0);
+        reasons.extend(items.iter().map(|i| i.2["reason"].as_str().unwrap().into()));
         for rec in &bad {
-            let (_, _, items) = run(&fx, rec, false, true, 0);
+            let (_, _, items) = run(&fx, rec, false, false, 0);
             for (dead, _, dl) in items {
                 assert!(dead, "{dl}");
                 reasons.push(dl["reason"].as_str().unwrap().to_string());
@@ -1345,7 +1359,7 @@ mod chunk_tests {
         fx.header.key_idx = header_keys(&[long.clone(), long.clone()], &["id".into()]);
         let (_, _, items) = run(&fx, b"C9,a\n", false, false, 0);
         reasons.extend(items.iter().map(|i| i.2["reason"].as_str().unwrap().into()));
-        assert_eq!(reasons.len(), 10, "{reasons:#?}");
+        assert_eq!(reasons.len(), 11, "{reasons:#?}");
         for r in &reasons {
             assert!(
                 !r.contains("SECRET")
