@@ -43,7 +43,8 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn free_port() -> u16 {
+/// A TCP port of 127.0.0.1 free at the call (the OS's pick; nothing listens on it after).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -479,6 +480,15 @@ pub struct AppendPlan {
     pub customers: usize,
     pub split_chance: f64,
     pub pause: Duration,
+}
+
+impl AppendPlan {
+    /// [`append_sales`] of this plan into `dir` with `seed`, on a thread of its own (the
+    /// test goes on with its faults meanwhile); joined, it gives the revenue in cents.
+    pub fn spawn(self, dir: &Path, seed: u64) -> std::thread::JoinHandle<std::io::Result<i64>> {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || append_sales(&dir, seed, &self))
+    }
 }
 
 /// Appends random sales lines to `sales_NN.csv` files in `dir` as `plan` says; returns the
@@ -1208,24 +1218,27 @@ pub async fn azurite_container(
 }
 
 /// A pipeline whose blob source reads a container of its own (`t<scratch id>`; the
-/// repository's configuration otherwise), polling every 300 ms, reading `chunk_bytes` per
-/// ranged GET. Returns the scratch and the container's name.
-pub async fn blob_scratch(name: &str, chunk_bytes: u64) -> Result<(Scratch, String)> {
+/// repository's configuration otherwise, with each `(from, to)` of `edits` replaced),
+/// polling every 300 ms, reading `chunk_bytes` per ranged GET. Returns the scratch and the
+/// container's name.
+pub async fn blob_scratch(
+    name: &str,
+    chunk_bytes: u64,
+    edits: &[(&str, &str)],
+) -> Result<(Scratch, String)> {
     let mut s = Scratch::new(name, None).await?;
     let container = format!("t{}", s.id.to_lowercase());
-    let cfg = fs::read_to_string(repo_root().join("config/etl.toml"))?;
-    anyhow::ensure!(
-        cfg.contains("container = \"web-usage\""),
-        "config/etl.toml has no container = \"web-usage\""
-    );
+    let mut cfg = fs::read_to_string(repo_root().join("config/etl.toml"))?;
+    let container_line = "container = \"web-usage\"";
+    let own_container = format!("container = \"{container}\"");
+    for (from, to) in
+        std::iter::once((container_line, own_container.as_str())).chain(edits.iter().copied())
+    {
+        anyhow::ensure!(cfg.contains(from), "config/etl.toml has no {from:?}");
+        cfg = cfg.replace(from, to);
+    }
     let path = s.dir.join("etl.toml");
-    fs::write(
-        &path,
-        cfg.replace(
-            "container = \"web-usage\"",
-            &format!("container = \"{container}\""),
-        ),
-    )?;
+    fs::write(&path, cfg)?;
     s.config = path;
     s.extra_env.extend([
         ("ETL_INGEST__BLOB__ENABLED".to_string(), "true".to_string()),
@@ -1267,4 +1280,65 @@ pub fn web_events_jsonl(
         ids.push(id);
     }
     (out, ids)
+}
+
+/// `data` gzip-compressed (fast level).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).expect("gzip to memory");
+    e.finish().expect("gzip to memory")
+}
+
+/// The checkpoint file of the blob source `web_events` of a scratch.
+pub fn blob_checkpoint(s: &Scratch) -> PathBuf {
+    s.dir.join("checkpoints/blob-web_events.json")
+}
+
+/// The blob checkpoint at `path` shows a blob half-read (`"done": false`).
+pub fn blob_half_read(path: &Path) -> bool {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains("\"done\": false")
+}
+
+/// Waits (at most `timeout`; no error when it passes) until the blob agent has made
+/// progress on a blob: its checkpoint at `path` changed since the call and shows a blob
+/// half-read. A fault right after lands between two chunks.
+pub async fn wait_blob_progress(path: &Path, timeout: Duration) {
+    let at_start = fs::read_to_string(path).unwrap_or_default();
+    let _ = wait_for(timeout, "the agent to make progress", || {
+        let at_start = &at_start;
+        async move {
+            let now = fs::read_to_string(path).unwrap_or_default();
+            Ok((now != *at_start && now.contains("\"done\": false")).then_some(()))
+        }
+    })
+    .await;
+}
+
+/// The one value of a query returning one row (`SELECT x ...`).
+pub async fn query_value<T>(db: &tokio_postgres::Client, sql: &str) -> Result<T>
+where
+    T: tokio_postgres::types::FromSqlOwned,
+{
+    Ok(db
+        .query_one(sql, &[])
+        .await
+        .with_context(|| format!("running {sql}"))?
+        .try_get(0)?)
+}
+
+/// The rows of a query returning two columns, as pairs in its order.
+pub async fn query_pairs<A, B>(db: &tokio_postgres::Client, sql: &str) -> Result<Vec<(A, B)>>
+where
+    A: tokio_postgres::types::FromSqlOwned,
+    B: tokio_postgres::types::FromSqlOwned,
+{
+    db.query(sql, &[])
+        .await
+        .with_context(|| format!("running {sql}"))?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }

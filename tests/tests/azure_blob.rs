@@ -6,35 +6,15 @@
 //! A second test kills the agent with SIGKILL five times mid-blob.
 
 use anyhow::{Context, Result};
-use azure_storage::{CloudLocation, StorageCredentials};
-use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient, PublicAccess};
-use e2e_tests::{count, read_topic, repo_root, wait_for, Scratch};
+use azure_storage_blobs::prelude::ContainerClient;
+use e2e_tests::{
+    azurite_container, azurite_url, blob_checkpoint, blob_half_read, blob_scratch, count, gzip,
+    query_pairs, query_value, read_topic, test_seed, wait_blob_progress, wait_for, Scratch,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::Duration;
-
-fn azurite() -> String {
-    std::env::var("ETL_TEST_AZURITE")
-        .unwrap_or_else(|_| "http://127.0.0.1:10000/devstoreaccount1".into())
-}
-
-async fn container(name: &str) -> Result<ContainerClient> {
-    let client = ClientBuilder::with_location(
-        CloudLocation::Custom {
-            account: "devstoreaccount1".into(),
-            uri: azurite(),
-        },
-        StorageCredentials::emulator(),
-    );
-    let c = client.container_client(name);
-    c.create()
-        .public_access(PublicAccess::None)
-        .await
-        .context("creating the test container in Azurite (is it running? ./dev up)")?;
-    Ok(c)
-}
 
 async fn put(c: &ContainerClient, name: &str, body: Vec<u8>) -> Result<()> {
     c.blob_client(name)
@@ -42,41 +22,6 @@ async fn put(c: &ContainerClient, name: &str, body: Vec<u8>) -> Result<()> {
         .await
         .with_context(|| format!("uploading {name}"))?;
     Ok(())
-}
-
-/// A pipeline whose blob source reads `container` (the repository's configuration, with
-/// the container replaced), polling every 300 ms.
-async fn scratch(
-    name: &str,
-    chunk_bytes: u64,
-    edits: &[(&str, &str)],
-) -> Result<(Scratch, String)> {
-    let mut s = Scratch::new(name, None).await?;
-    let container = format!("t{}", s.id.to_lowercase());
-    let cfg = std::fs::read_to_string(repo_root().join("config/etl.toml"))?;
-    assert!(cfg.contains("container = \"web-usage\""));
-    let cfg = cfg.replace(
-        "container = \"web-usage\"",
-        &format!("container = \"{container}\""),
-    );
-    let mut cfg = cfg;
-    for (from, to) in edits {
-        assert!(cfg.contains(from), "config/etl.toml has no {from:?}");
-        cfg = cfg.replace(from, to);
-    }
-    let path = s.dir.join("etl.toml");
-    std::fs::write(&path, cfg)?;
-    s.config = path;
-    s.extra_env.extend([
-        ("ETL_INGEST__BLOB__ENABLED".to_string(), "true".to_string()),
-        ("ETL_INGEST__BLOB__ENDPOINT".into(), azurite()),
-        ("ETL_INGEST__BLOB__POLL_INTERVAL_MS".into(), "300".into()),
-        (
-            "ETL_INGEST__BLOB__CHUNK_BYTES".into(),
-            chunk_bytes.to_string(),
-        ),
-    ]);
-    Ok((s, container))
 }
 
 const FIELDS: [&str; 9] = [
@@ -130,12 +75,6 @@ fn csv(events: &[Value]) -> Vec<u8> {
         out.push('\n');
     }
     out.into_bytes()
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 fn events(prefix: &str, day: &str, channel: &str, n: usize) -> Vec<Value> {
@@ -206,29 +145,27 @@ async fn wait_equal(s: &Scratch, topic: &str, exp: &Expect, timeout: Duration) -
     )
     .await?;
     assert_eq!(distinct, want_bronze, "bronze source keys are unique");
-    let rows = db
-        .query(
-            "SELECT event_id, coalesce(page, '') FROM silver.web_events ORDER BY event_id",
-            &[],
-        )
-        .await?;
-    let got: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let got: BTreeMap<String, String> = query_pairs(
+        &db,
+        "SELECT event_id, coalesce(page, '') FROM silver.web_events ORDER BY event_id",
+    )
+    .await?
+    .into_iter()
+    .collect();
     assert_eq!(got.len(), exp.pages.len(), "silver rows");
     assert!(got == exp.pages, "silver differs from the container");
-    let gold: i64 = db
-        .query_one(
-            "SELECT coalesce(sum(events), 0)::bigint FROM gold.web_usage_daily",
-            &[],
-        )
-        .await?
-        .get(0);
+    let gold: i64 = query_value(
+        &db,
+        "SELECT coalesce(sum(events), 0)::bigint FROM gold.web_usage_daily",
+    )
+    .await?;
     assert_eq!(gold, want_silver, "gold events");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()> {
-    let (s, cname) = scratch(
+    let (s, cname) = blob_scratch(
         "blob",
         1 << 20,
         &[(
@@ -237,7 +174,7 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
         )],
     )
     .await?;
-    let c = container(&cname).await?;
+    let c = azurite_container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
     let mut exp = Expect::default();
 
@@ -387,9 +324,7 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
 
     // Days before the newest minus lookback_days (2) are settled: out of the checkpoint's
     // blob map, a digest each; names outside the date layout stay tracked.
-    let cp: Value = serde_json::from_str(&std::fs::read_to_string(
-        s.dir.join("checkpoints/blob-web_events.json"),
-    )?)?;
+    let cp: Value = serde_json::from_str(&std::fs::read_to_string(blob_checkpoint(&s))?)?;
     let st = &cp["state"];
     assert_eq!(st["settled"][""], "2026/01/10", "{st}");
     assert!(st["digests"]["2026/01/05"].is_string(), "{st}");
@@ -415,14 +350,10 @@ async fn blobs_of_every_format_changes_and_dead_letters_end_equal() -> Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Result<()> {
     // 64 KiB chunks: hundreds of checkpoints per blob, so the kills land mid-blob.
-    let (s, cname) = scratch("blobcrash", 64 * 1024, &[]).await?;
-    let c = container(&cname).await?;
+    let (s, cname) = blob_scratch("blobcrash", 64 * 1024, &[]).await?;
+    let c = azurite_container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
-    let seed: u64 = std::env::var("ETL_TEST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(rand::random);
-    println!("seed {seed} (set ETL_TEST_SEED to replay)");
+    let seed = test_seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut exp = Expect::default();
     let plain = events("P", "2026-02-01", "web", 150_000);
@@ -442,25 +373,12 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
     let mut ingest = s.start("ingest")?;
     let db = s.db().await?;
     let mut mid_blob = 0;
-    let cp_path = s.dir.join("checkpoints/blob-web_events.json");
+    let cp_path = blob_checkpoint(&s);
     for round in 1..=5 {
         // Kill once the restarted agent made progress on a blob (its checkpoint moved and
         // shows a blob half-read), plus a random delay: the kill lands mid-blob, anywhere
         // between two checkpoints.
-        let at_start = std::fs::read_to_string(&cp_path).unwrap_or_default();
-        let _ = wait_for(
-            Duration::from_secs(20),
-            "the agent to make progress",
-            || {
-                let at_start = &at_start;
-                let cp_path = &cp_path;
-                async move {
-                    let now = std::fs::read_to_string(cp_path).unwrap_or_default();
-                    Ok((now != *at_start && now.contains("\"done\": false")).then_some(()))
-                }
-            },
-        )
-        .await;
+        wait_blob_progress(&cp_path, Duration::from_secs(20)).await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
         ingest.kill9();
         let n = count(
@@ -468,9 +386,7 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
             &format!("SELECT count(*) FROM bronze.events WHERE topic = '{topic}'"),
         )
         .await?;
-        let cp = std::fs::read_to_string(s.dir.join("checkpoints/blob-web_events.json"))
-            .unwrap_or_default();
-        let reading = cp.contains("\"done\": false");
+        let reading = blob_half_read(&cp_path);
         mid_blob += reading as usize;
         println!("round {round}: killed ingest (bronze {n}, a blob half-read in the checkpoint: {reading})");
         ingest = s.start("ingest")?;
@@ -499,7 +415,7 @@ async fn kill_dash_9_mid_blob_five_times_loses_and_duplicates_nothing() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emit_deletes_removes_the_keys_of_removed_and_shrunk_blobs() -> Result<()> {
-    let (s, cname) = scratch(
+    let (s, cname) = blob_scratch(
         "blobdel",
         1 << 20,
         &[
@@ -508,7 +424,7 @@ async fn emit_deletes_removes_the_keys_of_removed_and_shrunk_blobs() -> Result<(
         ],
     )
     .await?;
-    let c = container(&cname).await?;
+    let c = azurite_container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
     let mut exp = Expect::default();
     let x = events("X", "2026-03-01", "web", 40);
@@ -552,8 +468,8 @@ async fn a_connection_string_or_a_sas_token_reads_the_container() -> Result<()> 
     use azure_storage::clients::{EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY};
     use azure_storage::shared_access_signature::{service_sas::BlobSasPermissions, SasToken};
     for auth in ["connection_string", "sas_token"] {
-        let (mut s, cname) = scratch(&format!("blob{}", &auth[..3]), 1 << 20, &[]).await?;
-        let c = container(&cname).await?;
+        let (mut s, cname) = blob_scratch(&format!("blob{}", &auth[..3]), 1 << 20, &[]).await?;
+        let c = azurite_container(&cname).await?;
         let topic = format!("{}.blob.web_events", s.prefix);
         let mut exp = Expect::default();
         let x = events(&auth[..3], "2026-04-01", "web", 25);
@@ -566,7 +482,7 @@ async fn a_connection_string_or_a_sas_token_reads_the_container() -> Result<()> 
                 "ETL_INGEST__BLOB__CONNECTION_STRING".into(),
                 format!(
                     "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_ACCOUNT_KEY};BlobEndpoint={};",
-                    azurite()
+                    azurite_url()
                 ),
             ));
         } else {

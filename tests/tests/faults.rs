@@ -19,10 +19,11 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use e2e_tests::{
-    append_sales, assert_sales_exact, azurite_container, azurite_url, blob_scratch, count,
-    kafka_brokers, mysql_admin_url, mysql_config, pg_cluster, random_server_id, restart_postgres,
-    sales_truth, tail, test_seed, topic_partitions, wait_for, wait_sales_in_silver,
-    web_events_jsonl, AppendPlan, Daemon, MysqlScratch, NisshiBroker, Scratch, Service,
+    assert_sales_exact, azurite_container, azurite_url, blob_checkpoint, blob_half_read,
+    blob_scratch, count, gzip, kafka_brokers, mysql_admin_url, mysql_config, pg_cluster,
+    query_pairs, query_value, random_server_id, restart_postgres, sales_truth, tail, test_seed,
+    topic_partitions, wait_blob_progress, wait_for, wait_sales_in_silver, web_events_jsonl,
+    AppendPlan, Daemon, MysqlScratch, NisshiBroker, Scratch, Service,
 };
 use mysql_async::prelude::Queryable;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -83,19 +84,16 @@ async fn postgres_restarted_mid_load_loses_and_duplicates_nothing() -> Result<()
     let mut s = Scratch::new("pgrestart", None).await?;
     let mut broker = NisshiBroker::start_for(&mut s).await?;
     let seed = test_seed();
-    let dir = s.watch_dir.clone();
-    let writer = std::thread::spawn(move || {
-        let plan = AppendPlan {
-            rows: PG_ROWS,
-            files: 4,
-            appends: 30,
-            prefix: "G",
-            customers: 300,
-            split_chance: 0.2,
-            pause: Duration::from_millis(150),
-        };
-        append_sales(&dir, seed ^ 0x9057, &plan)
-    });
+    let writer = AppendPlan {
+        rows: PG_ROWS,
+        files: 4,
+        appends: 30,
+        prefix: "G",
+        customers: 300,
+        split_chance: 0.2,
+        pause: Duration::from_millis(150),
+    }
+    .spawn(&s.watch_dir, seed ^ 0x9057);
     let mut ingest = s.start("ingest")?;
     let mut transform = s.start("transform")?;
     // A crash (no checkpoint, WAL recovery) once the pipeline is at work, then a clean
@@ -407,15 +405,11 @@ async fn mariadb_restarted_mid_stream_the_mirror_equals_the_table() -> Result<()
         .context("reading txlog")?;
     let topic = format!("{}.mysql.{}_items", s.prefix, my.db);
     let pg = s.db().await?;
-    let ops: Vec<(String, i64)> = pg
-        .query(
-            "SELECT op::text, count(*) FROM bronze.events WHERE topic = $1 GROUP BY op ORDER BY op",
-            &[&topic],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let ops: Vec<(String, i64)> = query_pairs(
+        &pg,
+        &format!("SELECT op::text, count(*) FROM bronze.events WHERE topic = '{topic}' GROUP BY op ORDER BY op"),
+    )
+    .await?;
     println!("txlog: {txns} transactions, {changes} row changes; bronze by op: {ops:?}");
     let of = |op: &str| ops.iter().find(|o| o.0 == op).map_or(0, |o| o.1);
     // A commit whose answer the crash swallowed may have committed: txlog knows.
@@ -466,7 +460,7 @@ async fn azurite_restarted_mid_blob_loses_and_duplicates_nothing() -> Result<()>
     let _serial = SERIAL.lock().await;
     need_kafka()?;
     let mut azurite = Daemon::listening_on(azurite_port()?)?;
-    let (s, cname) = blob_scratch("azrestart", 64 * 1024).await?;
+    let (s, cname) = blob_scratch("azrestart", 64 * 1024, &[]).await?;
     let c = azurite_container(&cname).await?;
     let topic = format!("{}.blob.web_events", s.prefix);
     let mut ids = BTreeSet::new();
@@ -475,10 +469,8 @@ async fn azurite_restarted_mid_blob_loses_and_duplicates_nothing() -> Result<()>
         .put_block_blob(plain)
         .await?;
     let (zipped, zipped_ids) = web_events_jsonl("Z", "2026-05-02", "app", BLOB_EVENTS);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &zipped)?;
     c.blob_client("2026/05/02/zipped.jsonl.gz")
-        .put_block_blob(gz.finish()?)
+        .put_block_blob(gzip(&zipped))
         .await?;
     ids.extend(plain_ids);
     ids.extend(zipped_ids);
@@ -486,27 +478,13 @@ async fn azurite_restarted_mid_blob_loses_and_duplicates_nothing() -> Result<()>
 
     let mut transform = s.start("transform")?;
     let mut ingest = s.start("ingest")?;
-    let cp_path = s.dir.join("checkpoints/blob-web_events.json");
+    let cp_path = blob_checkpoint(&s);
     let mut mid_blob = 0;
     for round in 1..=2 {
         // Once the agent has made progress on a blob (its checkpoint moved and shows a blob
         // half-read): the restart lands between two chunks.
-        let at_start = std::fs::read_to_string(&cp_path).unwrap_or_default();
-        let _ = wait_for(
-            Duration::from_secs(20),
-            "the agent to make progress",
-            || {
-                let (at_start, cp_path) = (&at_start, &cp_path);
-                async move {
-                    let now = std::fs::read_to_string(cp_path).unwrap_or_default();
-                    Ok((now != *at_start && now.contains("\"done\": false")).then_some(()))
-                }
-            },
-        )
-        .await;
-        let reading = std::fs::read_to_string(&cp_path)
-            .unwrap_or_default()
-            .contains("\"done\": false");
+        wait_blob_progress(&cp_path, Duration::from_secs(20)).await;
+        let reading = blob_half_read(&cp_path);
         mid_blob += reading as usize;
         let old = azurite.pid;
         azurite = azurite
@@ -578,13 +556,11 @@ async fn azurite_restarted_mid_blob_loses_and_duplicates_nothing() -> Result<()>
         "silver web_events holds the blobs' {want} events, it holds {}",
         got.len()
     );
-    let gold: i64 = db
-        .query_one(
-            "SELECT coalesce(sum(events), 0)::bigint FROM gold.web_usage_daily",
-            &[],
-        )
-        .await?
-        .get(0);
+    let gold: i64 = query_value(
+        &db,
+        "SELECT coalesce(sum(events), 0)::bigint FROM gold.web_usage_daily",
+    )
+    .await?;
     assert_eq!(gold, want, "gold.web_usage_daily counts every event once");
     ensure_running(&s, &mut [&mut ingest, &mut transform])?;
     ingest.stop()?;
@@ -603,19 +579,16 @@ async fn kill_9_of_ingest_and_transform_together_keeps_gold_exact() -> Result<()
     let s = Scratch::new("killboth", None).await?;
     let seed = test_seed();
     let mut rng = StdRng::seed_from_u64(seed);
-    let dir = s.watch_dir.clone();
-    let writer = std::thread::spawn(move || {
-        let plan = AppendPlan {
-            rows: KILL_ROWS,
-            files: 5,
-            appends: 20,
-            prefix: "J",
-            customers: 400,
-            split_chance: 0.3,
-            pause: Duration::from_millis(200),
-        };
-        append_sales(&dir, seed ^ 0xb07, &plan)
-    });
+    let writer = AppendPlan {
+        rows: KILL_ROWS,
+        files: 5,
+        appends: 20,
+        prefix: "J",
+        customers: 400,
+        split_chance: 0.3,
+        pause: Duration::from_millis(200),
+    }
+    .spawn(&s.watch_dir, seed ^ 0xb07);
     let mut ingest = s.start("ingest")?;
     let mut transform = s.start("transform")?;
     let db = s.db().await?;

@@ -4,7 +4,7 @@
 //! the stopped source and MariaDB's reason, while the CSV source is reported running.
 
 use anyhow::{bail, Context, Result};
-use e2e_tests::{mysql_admin_url, wait_for, Scratch};
+use e2e_tests::{free_port, mysql_admin_url, wait_for, Scratch};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -123,9 +123,8 @@ async fn a_source_stopped_by_a_missing_grant_turns_health_red_with_the_reason() 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_turns_the_transform_health_red() -> Result<()> {
     let mut s = Scratch::new("healthtx", None).await?;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // Nothing listens there.
+    let dead = free_port();
     s.extra_env
         .push(("ETL_KAFKA__BROKERS".into(), format!("127.0.0.1:{dead}")));
     let mut transform = s.start("transform")?;

@@ -11,7 +11,7 @@
 //! 5. the rows after them still land, in a table with exactly the announced columns.
 
 use anyhow::{Context, Result};
-use e2e_tests::{count, kafka_brokers, wait_for, Scratch};
+use e2e_tests::{count, kafka_brokers, query_pairs, query_value, wait_for, Scratch};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -81,6 +81,17 @@ async fn publish(topic: &str, events: &[(String, Value)]) -> Result<()> {
     Ok(())
 }
 
+/// A quarantine row `(source_key, reason)` is the one of `key`, its reason starting with
+/// `start` and holding `part`.
+fn assert_reason(row: &(String, String), key: &str, start: &str, part: &str) {
+    assert_eq!(row.0, key);
+    assert!(
+        row.1.starts_with(start) && row.1.contains(part),
+        "{}",
+        row.1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn crafted_schema_events_are_quarantined_and_run_no_sql() -> Result<()> {
     let s = Scratch::new("mirrorguard", None).await?;
@@ -133,22 +144,16 @@ async fn crafted_schema_events_are_quarantined_and_run_no_sql() -> Result<()> {
     .await
     .with_context(|| format!("transform log:\n{}", s.log("transform")))?;
 
-    let pwned: Option<String> = db
-        .query_one("SELECT to_regclass('public.pwned')::text", &[])
-        .await?
-        .get(0);
+    let pwned: Option<String> =
+        query_value(&db, "SELECT to_regclass('public.pwned')::text").await?;
     assert_eq!(pwned, None, "the crafted type ran SQL");
-    let cols: Vec<(String, String)> = db
-        .query(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns
-             WHERE table_schema = 'silver' AND table_name = 'shop_items' AND column_name NOT LIKE '\\_%'
-             ORDER BY ordinal_position",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let cols: Vec<(String, String)> = query_pairs(
+        &db,
+        "SELECT column_name::text, data_type::text FROM information_schema.columns
+         WHERE table_schema = 'silver' AND table_name = 'shop_items' AND column_name NOT LIKE '\\_%'
+         ORDER BY ordinal_position",
+    )
+    .await?;
     assert_eq!(
         cols,
         vec![
@@ -156,30 +161,19 @@ async fn crafted_schema_events_are_quarantined_and_run_no_sql() -> Result<()> {
             ("name".into(), "text".into())
         ]
     );
-    let rows: Vec<(i32, String)> = db
-        .query("SELECT id, name FROM silver.shop_items ORDER BY id", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let rows: Vec<(i32, String)> =
+        query_pairs(&db, "SELECT id, name FROM silver.shop_items ORDER BY id").await?;
     assert_eq!(rows, vec![(1, "first".into()), (2, "second".into())]);
-    let reasons: Vec<(String, String)> = db
-        .query(
-            "SELECT source_key, reason FROM silver.quarantine WHERE model = 'shop_items' ORDER BY source_key",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(reasons[0].0, "mysql:7:bin.000001:300:s");
-    assert!(
-        reasons[0]
-            .1
-            .starts_with("unreadable schema event: column type ")
-            && reasons[0].1.contains("is not one a mirror table may have"),
-        "{}",
-        reasons[0].1
+    let reasons: Vec<(String, String)> = query_pairs(
+        &db,
+        "SELECT source_key, reason FROM silver.quarantine WHERE model = 'shop_items' ORDER BY source_key",
+    )
+    .await?;
+    assert_reason(
+        &reasons[0],
+        "mysql:7:bin.000001:300:s",
+        "unreadable schema event: column type ",
+        "is not one a mirror table may have",
     );
     assert_eq!(
         reasons[1],
@@ -188,32 +182,25 @@ async fn crafted_schema_events_are_quarantined_and_run_no_sql() -> Result<()> {
             "unreadable schema event: column \"extra\" is listed twice".to_string()
         )
     );
-    assert_eq!(reasons[2].0, "mysql:7:bin.000001:450:s");
-    assert!(
-        reasons[2]
-            .1
-            .starts_with("schema event refused by the warehouse, the table keeps its columns:")
-            && reasons[2].1.contains("54011"),
-        "{}",
-        reasons[2].1
+    assert_reason(
+        &reasons[2],
+        "mysql:7:bin.000001:450:s",
+        "schema event refused by the warehouse, the table keeps its columns:",
+        "54011",
     );
     // The quarantined record is the event's after image, as published.
-    let record: String = db
-        .query_one(
-            "SELECT record->'columns'->2->>'type' FROM silver.quarantine WHERE source_key = 'mysql:7:bin.000001:300:s'",
-            &[],
-        )
-        .await?
-        .get(0);
+    let record: String = query_value(
+        &db,
+        "SELECT record->'columns'->2->>'type' FROM silver.quarantine WHERE source_key = 'mysql:7:bin.000001:300:s'",
+    )
+    .await?;
     assert_eq!(record, crafted);
     // The mirror's state still holds the first schema.
-    let state: String = db
-        .query_one(
-            "SELECT columns::text FROM pipeline.mirror_tables WHERE entity = 'shop_items'",
-            &[],
-        )
-        .await?
-        .get(0);
+    let state: String = query_value(
+        &db,
+        "SELECT columns::text FROM pipeline.mirror_tables WHERE entity = 'shop_items'",
+    )
+    .await?;
     assert_eq!(
         serde_json::from_str::<Value>(&state)?,
         json!([{"name": "id", "type": "integer"}, {"name": "name", "type": "text"}])
