@@ -22,7 +22,7 @@ pub use load::{
     load_config, load_config_str, load_config_with, ConfigError, ConfigProblem,
     CONFIG_ERROR_EXIT_CODE,
 };
-pub use ops::{serve_ops, HealthReport, OpsError};
+pub use ops::{install_metrics, serve_ops, HealthReport, OpsError};
 pub use settings::*;
 pub use topics::*;
 

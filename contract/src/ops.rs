@@ -3,7 +3,7 @@
 //! the Prometheus text of the process's recorder.
 
 use axum::{http::StatusCode, routing::get, Json, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use std::net::SocketAddr;
 
@@ -29,6 +29,11 @@ pub enum OpsError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Installs the process's Prometheus recorder (once, at start) and returns its handle.
+pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new().install_recorder()
 }
 
 /// Serves both endpoints on `addr` (the configuration key `key`, for the message) until the

@@ -107,12 +107,17 @@ fn build_sources(settings: &Settings) -> Result<Vec<Arc<dyn Source>>, String> {
 }
 
 async fn run(settings: Settings, sources: Vec<Arc<dyn Source>>) -> anyhow::Result<()> {
-    let metrics = ops::install_metrics()?;
+    let metrics = etl_contract::install_metrics()?;
     let health = Health::default();
     let ops_addr = settings.ingest.metrics_addr;
     let ops_health = health.clone();
     tokio::spawn(async move {
-        if let Err(e) = ops::serve(ops_addr, metrics, ops_health).await {
+        if let Err(e) =
+            etl_contract::serve_ops(ops_addr, "ingest.metrics_addr", metrics, move || {
+                ops_health.report()
+            })
+            .await
+        {
             error!(error = %e, "ops endpoint failed");
             std::process::exit(2);
         }

@@ -7,10 +7,8 @@
 //! configuration the source refuses) or `finished`. The answer is 200 when every source is
 //! running or finished, 503 otherwise, with the reasons in the body.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -197,22 +195,6 @@ impl Health {
             sources: list,
         }
     }
-}
-
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
-}
-
-/// Serves `/health` (see the module) and `/metrics`.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: PrometheusHandle,
-    health: Health,
-) -> Result<(), etl_contract::OpsError> {
-    etl_contract::serve_ops(addr, "ingest.metrics_addr", metrics, move || {
-        health.report()
-    })
-    .await
 }
 
 impl etl_contract::HealthReport for HealthReport {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 use transform::config::{ConfigError, Settings};
-use transform::ops::{self, Health};
+use transform::ops::Health;
 use transform::pipeline::{self, BatchStats, Router};
 use transform::silver::Mapping;
 use transform::{bronze, consumer, gold, migrate, silver, sql};
@@ -253,13 +253,16 @@ async fn run(
     models: HashMap<String, Mapping>,
     mut client: tokio_postgres::Client,
 ) -> anyhow::Result<()> {
-    let metrics = ops::install_metrics()?;
+    let metrics = etl_contract::install_metrics()?;
     let health = Health::default();
     health.ok();
     let addr = settings.transform.metrics_addr;
     let h = health.clone();
     tokio::spawn(async move {
-        if let Err(e) = ops::serve(addr, metrics, h).await {
+        if let Err(e) =
+            etl_contract::serve_ops(addr, "transform.metrics_addr", metrics, move || h.report())
+                .await
+        {
             error!(error = %e, "ops endpoint failed");
             std::process::exit(2);
         }

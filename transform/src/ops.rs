@@ -10,9 +10,7 @@
 //!
 //! 200 when every part is well, 503 otherwise with the reasons.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -199,22 +197,6 @@ impl Health {
             batch_loop,
         }
     }
-}
-
-pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
-}
-
-/// Serves `/health` (see the module) and `/metrics`.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: PrometheusHandle,
-    health: Health,
-) -> Result<(), etl_contract::OpsError> {
-    etl_contract::serve_ops(addr, "transform.metrics_addr", metrics, move || {
-        health.report()
-    })
-    .await
 }
 
 impl etl_contract::HealthReport for HealthReport {

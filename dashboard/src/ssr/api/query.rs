@@ -151,16 +151,8 @@ impl Cursors {
     }
 }
 
-/// Builds the statement for `params` (the decoded query string, in order).
-pub fn plan(
-    e: &Endpoint,
-    columns: &[&Column],
-    params: &[(String, String)],
-    shape: Shape,
-    export_cap: u64,
-    cursors: &Cursors,
-) -> Result<Plan, BadRequest> {
-    let col = |name: &str| columns.iter().find(|c| c.name == name).copied();
+/// Each parameter once, and only those the endpoint takes.
+fn check_params(e: &Endpoint, params: &[(String, String)]) -> Result<(), BadRequest> {
     let mut seen = std::collections::HashSet::new();
     for (k, _) in params {
         if !seen.insert(k.as_str()) {
@@ -178,6 +170,20 @@ pub fn plan(
             )));
         }
     }
+    Ok(())
+}
+
+/// Builds the statement for `params` (the decoded query string, in order).
+pub fn plan(
+    e: &Endpoint,
+    columns: &[&Column],
+    params: &[(String, String)],
+    shape: Shape,
+    export_cap: u64,
+    cursors: &Cursors,
+) -> Result<Plan, BadRequest> {
+    let col = |name: &str| columns.iter().find(|c| c.name == name).copied();
+    check_params(e, params)?;
     let get = |k: &str| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
 
     let (default_limit, max_limit) = match shape {

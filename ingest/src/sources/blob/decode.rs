@@ -530,9 +530,12 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
     &b[s..e]
 }
 
+/// The byte that opens a JSON object.
+const OBJECT_START: u8 = b'{';
+
 fn parse_object(raw: &[u8]) -> Result<Obj<'_>, String> {
     // Fast path: the object's text and its members borrowed from the blob's bytes.
-    if raw.first() == Some(&b'{') {
+    if raw.first() == Some(&OBJECT_START) {
         if let (Ok(text), Ok(fields)) = (
             serde_json::from_slice::<&RawValue>(raw),
             serde_json::from_slice::<BTreeMap<&str, &RawValue>>(raw),

@@ -221,7 +221,7 @@ fn row_values(
                 // The error's kind only: its fields may hold the document's bytes.
                 let j: serde_json::Value = j.try_into().map_err(|e| {
                     let kind = format!("{e:?}");
-                    let kind = kind.split(['(', ' ', '{']).next().unwrap_or_default().to_string();
+                    let kind: String = kind.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                     format!("column {}: its JSON value cannot be decoded ({kind})", schema.names[i])
                 })?;
                 if *kind == Kind::Json {
