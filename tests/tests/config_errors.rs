@@ -9,7 +9,7 @@ use std::process::Command;
 const CSV_KEYS: &str =
     "watch_dir, delimiter, poll_interval_ms, max_record_bytes, runaway_idle_ms, chunk_bytes, entities";
 const TRANSFORM_KEYS: &str =
-    "metrics_addr, group_id, batch_max_records, batch_max_ms, silver, analytics";
+    "metrics_addr, group_id, batch_max_records, batch_max_ms, gold_catch_up_secs, silver, analytics";
 
 /// What a run of a binary gave.
 #[derive(Debug, PartialEq)]

@@ -6,6 +6,10 @@
 //! killed with `kill -9`. After each round, once silver has caught up with MariaDB,
 //! `transform verify` recomputes every mart from silver (in polars) and must find no
 //! difference in either direction; the totals must equal MariaDB's own.
+//!
+//! Batches are capped at a few records, so that most of them come full and defer their
+//! gold changes to the queue (`pipeline.gold_queue`, drained at least every second): the
+//! kills land with gold behind silver as well as in a live batch.
 
 use anyhow::{Context, Result};
 use e2e_tests::{count, wait_for, MysqlScratch, Scratch};
@@ -210,6 +214,16 @@ async fn gold_marts_stay_exact_under_random_changes_and_kill_9() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     setup(&my).await?;
     s.config = config(&s, &my.db)?;
+    s.extra_env.extend([
+        (
+            "ETL_TRANSFORM__BATCH_MAX_RECORDS".to_string(),
+            "6".to_string(),
+        ),
+        (
+            "ETL_TRANSFORM__GOLD_CATCH_UP_SECS".to_string(),
+            "1".to_string(),
+        ),
+    ]);
     let mut transform = s.start("transform")?;
     let mut ingest = s.start("ingest")?;
     let mut c = my.conn().await?;
@@ -256,6 +270,21 @@ async fn gold_marts_stay_exact_under_random_changes_and_kill_9() -> Result<()> {
         assert!(
             unknown > 0,
             "the dataset has sales with unknown customers or products"
+        );
+        let (behind, deferred, drains): (bool, i64, i64) = {
+            let r = db
+                .query_one(
+                    "SELECT since IS NOT NULL, deferred_total, drains_total FROM pipeline.gold_queue_state",
+                    &[],
+                )
+                .await?;
+            (r.get(0), r.get(1), r.get(2))
+        };
+        println!("round {round}: {deferred} batches deferred gold, {drains} catch-ups");
+        assert!(!behind, "gold caught up: its queue is empty");
+        assert!(
+            deferred > 0 && drains > 0,
+            "batches deferred gold and gold caught up ({deferred} deferred, {drains} catch-ups)"
         );
     }
     drop(transform);

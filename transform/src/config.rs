@@ -44,6 +44,10 @@ pub struct TransformSettings {
     pub batch_max_records: usize,
     #[serde(default = "default_batch_ms")]
     pub batch_max_ms: u64,
+    /// While transform is behind (its batches come full), gold is brought up to date at
+    /// least this often, in bulk, instead of in every batch; 0 = always in the batch.
+    #[serde(default = "default_gold_catch_up_secs")]
+    pub gold_catch_up_secs: u64,
     /// Silver models by name (customers, products, countries, employees, sales).
     #[serde(default)]
     pub silver: BTreeMap<String, SilverModelSettings>,
@@ -88,6 +92,9 @@ fn default_batch_records() -> usize {
 }
 fn default_batch_ms() -> u64 {
     200
+}
+fn default_gold_catch_up_secs() -> u64 {
+    30
 }
 fn default_date_formats() -> Vec<String> {
     vec!["%Y-%m-%d".into()]
@@ -232,7 +239,7 @@ mod tests {
             ),
             (
                 typo(&file, "batch_max_ms", "batch_max_mss"),
-                "error: config/etl.toml: unknown key `transform.batch_max_mss` (expected one of: metrics_addr, group_id, batch_max_records, batch_max_ms, silver, analytics)",
+                "error: config/etl.toml: unknown key `transform.batch_max_mss` (expected one of: metrics_addr, group_id, batch_max_records, batch_max_ms, gold_catch_up_secs, silver, analytics)",
             ),
             (
                 typo(&file, "url = \"postgres:", "uri = \"postgres:"),
@@ -276,7 +283,7 @@ mod tests {
         vars.push(("ETL_TRANSFORM__GROUPID", "g"));
         assert_eq!(
             load(&repo_config(), &vars).unwrap_err(),
-            vec!["error: environment variable ETL_TRANSFORM__GROUPID: unknown key `transform.groupid` (expected one of: metrics_addr, group_id, batch_max_records, batch_max_ms, silver, analytics)"]
+            vec!["error: environment variable ETL_TRANSFORM__GROUPID: unknown key `transform.groupid` (expected one of: metrics_addr, group_id, batch_max_records, batch_max_ms, gold_catch_up_secs, silver, analytics)"]
         );
         vars.pop();
         vars.push(("ETL_TRANSFORM__ANALYTICS__JOBS__RFM__EVERY", "5"));

@@ -495,6 +495,11 @@ impl Runner {
             }
         };
         record(job, status);
+        if error.is_some() {
+            // A failed or cancelled run may leave its session mid-way (a lock, a transaction):
+            // the next attempt starts on a new connection (and takes the job lock again).
+            self.client = None;
+        }
         match &error {
             None => info!(job, attempt, run_id, rows, seconds, "job run ok"),
             Some(e) => warn!(job, attempt, run_id, status, seconds, error = %e, "job run failed"),

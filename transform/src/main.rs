@@ -305,12 +305,24 @@ async fn run(
     let mut prepared = true;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut catch_up = CatchUp::new(
+        &client,
+        settings.transform.gold_catch_up_secs,
+        settings.transform.batch_max_records,
+    )
+    .await;
     loop {
         let batch = tokio::select! {
             b = rx.recv() => match b { Some(b) => b, None => break },
-            _ = tokio::time::sleep(Duration::from_secs(1)) => { health.ok(); continue; }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                catch_up.idle(&mut client).await;
+                health.gold_behind(catch_up.behind_since_ms());
+                health.ok();
+                continue;
+            }
             _ = &mut shutdown => break,
         };
+        let mode = catch_up.mode(batch.len(), !rx.is_empty());
         let started = Instant::now();
         let mut delay = Duration::from_millis(200);
         let mut stopping = false;
@@ -325,13 +337,13 @@ async fn run(
                     Err(e) => warn!(error = %e, "cannot prepare the warehouse session"),
                 }
             }
-            let result = match pipeline::process_batch(&mut client, &router, &batch).await {
+            let result = match pipeline::process_batch(&mut client, &router, &batch, mode).await {
                 Err(e) if e.is_data_error() => {
                     // A record the warehouse refuses (a value out of range, a NUL character...):
                     // replay the batch record by record and dead-letter the culprit, instead of
                     // retrying the whole batch for ever.
                     warn!(error = %e, records = batch.len(), "the warehouse rejected a record of the batch; isolating it");
-                    pipeline::process_one_by_one(&mut client, &router, &batch).await
+                    pipeline::process_one_by_one(&mut client, &router, &batch, mode).await
                 }
                 other => other,
             };
@@ -353,6 +365,8 @@ async fn run(
             break;
         }
         health.ok();
+        catch_up.committed(&stats);
+        health.gold_behind(catch_up.behind_since_ms());
         metrics::histogram!("transform_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("transform_records_total").increment(stats.records);
         metrics::counter!("transform_bronze_inserted_total").increment(stats.bronze_inserted);
@@ -369,6 +383,8 @@ async fn run(
             bronze = stats.bronze_inserted,
             duplicates = stats.bronze_duplicates,
             ms = started.elapsed().as_millis() as u64,
+            gold_deferred = stats.gold_deferred,
+            gold_drained_records = stats.gold_drained.map(|q| q.records),
             "batch committed"
         );
         if last_beat.elapsed() > Duration::from_secs(5) {
@@ -383,6 +399,99 @@ async fn run(
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     heartbeat(&client, run_id, &totals, true).await;
     Ok(())
+}
+
+/// When a batch defers gold ([`transform::gold::queue`]): while transform is behind, and
+/// gold has been behind for less than `gold_catch_up_secs`.
+struct CatchUp {
+    every: Duration,
+    full: usize,
+    /// Since when the queue holds deferred batches (this run's clock).
+    since: Option<Instant>,
+    /// The same, ms since the epoch (for `/health`).
+    since_ms: Option<i64>,
+}
+
+impl CatchUp {
+    fn behind_since_ms(&self) -> Option<i64> {
+        self.since.and(self.since_ms)
+    }
+
+    async fn new(client: &tokio_postgres::Client, secs: u64, full: usize) -> Self {
+        let since = match transform::gold::queue::state(client).await {
+            Ok(Some((at, records))) => {
+                info!(since = %at, records, "gold is behind silver: the queue of the previous run will be drained");
+                Some((Instant::now(), at.timestamp_millis()))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "cannot read gold's queue state; it will be drained by the next batch");
+                None
+            }
+        };
+        CatchUp {
+            every: Duration::from_secs(secs),
+            full,
+            since: since.map(|s| s.0),
+            since_ms: since.map(|s| s.1),
+        }
+    }
+
+    fn mode(&self, records: usize, more_waiting: bool) -> pipeline::GoldMode {
+        let behind = records >= self.full || more_waiting;
+        let overdue = self.since.is_some_and(|s| s.elapsed() >= self.every);
+        if !self.every.is_zero() && behind && !overdue {
+            pipeline::GoldMode::Defer
+        } else {
+            pipeline::GoldMode::Refresh
+        }
+    }
+
+    fn committed(&mut self, stats: &BatchStats) {
+        if stats.gold_deferred {
+            self.since.get_or_insert_with(Instant::now);
+            self.since_ms
+                .get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
+            metrics::counter!("transform_gold_deferred_batches_total").increment(1);
+        } else {
+            if let Some(q) = stats.gold_drained {
+                info!(
+                    batches = q.batches,
+                    records = q.records,
+                    keys = q.keys,
+                    "gold caught up with the queued batches"
+                );
+                metrics::counter!("transform_gold_catch_ups_total").increment(1);
+            }
+            self.since = None;
+            self.since_ms = None;
+        }
+        metrics::gauge!("transform_gold_behind").set(if self.since.is_some() { 1.0 } else { 0.0 });
+    }
+
+    /// No batch for a while: drain what is queued.
+    async fn idle(&mut self, client: &mut tokio_postgres::Client) {
+        if self.since.is_none() || client.is_closed() {
+            return;
+        }
+        match transform::gold::queue::drain(client).await {
+            Ok(q) => {
+                if let Some(q) = q {
+                    info!(
+                        batches = q.batches,
+                        records = q.records,
+                        keys = q.keys,
+                        "gold caught up with the queued batches (idle)"
+                    );
+                    metrics::counter!("transform_gold_catch_ups_total").increment(1);
+                }
+                self.since = None;
+                self.since_ms = None;
+                metrics::gauge!("transform_gold_behind").set(0.0);
+            }
+            Err(e) => warn!(error = %e, "gold's catch-up failed; it will be retried"),
+        }
+    }
 }
 
 async fn heartbeat(client: &tokio_postgres::Client, run_id: i64, t: &BatchStats, stopped: bool) {

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "app_users",
         include_str!("../../migrations/0010_app_users.sql"),
     ),
+    (
+        11,
+        "gold_queue",
+        include_str!("../../migrations/0011_gold_queue.sql"),
+    ),
 ];
 
 const LOCK_KEY: i64 = 0x6574_6c5f_6d69_6772; // "etl_migr"

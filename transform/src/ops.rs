@@ -6,7 +6,9 @@
 //! - `consumer`: `running` (polling; with its assigned partitions and the age of the last
 //!   record), `erroring` (the broker answered only errors for [`STALE_MS`], with the last one)
 //!   or `stopped` (the polling thread ended);
-//! - `loop`: the batch loop turned in the last [`STALE_MS`].
+//! - `loop`: the batch loop turned in the last [`STALE_MS`];
+//! - `gold`: `current`, or `catching_up` with `behind_ms` while batches defer their gold
+//!   changes to the queue (a backlog: not a failure, so it does not make the answer 503).
 //!
 //! 200 when every part is well, 503 otherwise with the reasons.
 
@@ -65,6 +67,15 @@ pub struct Part {
     pub last_ok_ms_ago: i64,
 }
 
+/// Gold in the `/health` answer.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct GoldPart {
+    pub state: &'static str,
+    /// How long gold has been behind silver (its queue not drained).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind_ms: Option<i64>,
+}
+
 #[derive(Debug, Serialize, PartialEq)]
 pub struct HealthReport {
     pub status: &'static str,
@@ -73,6 +84,7 @@ pub struct HealthReport {
     pub consumer: Part,
     #[serde(rename = "loop")]
     pub batch_loop: Part,
+    pub gold: GoldPart,
 }
 
 /// Health as seen by the batch loop and the polling thread.
@@ -82,6 +94,8 @@ pub struct Health {
     warehouse_ok_ms: Arc<AtomicI64>,
     warehouse_error: Arc<Mutex<Option<String>>>,
     pub consumer: Arc<ConsumerStatus>,
+    /// Since when gold is behind silver (ms since the epoch; 0: current).
+    gold_behind_since_ms: Arc<AtomicI64>,
 }
 
 impl Default for Health {
@@ -94,6 +108,7 @@ impl Default for Health {
             warehouse_ok_ms: Arc::new(AtomicI64::new(now)),
             warehouse_error: Arc::default(),
             consumer: Arc::new(consumer),
+            gold_behind_since_ms: Arc::default(),
         }
     }
 }
@@ -108,6 +123,12 @@ impl Health {
             .warehouse_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Gold is behind silver since `since_ms` (ms since the epoch), or current (`None`).
+    pub fn gold_behind(&self, since_ms: Option<i64>) {
+        self.gold_behind_since_ms
+            .store(since_ms.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// A batch transaction failed with `error` (it is retried).
@@ -185,7 +206,13 @@ impl Health {
             last_record_ms_ago: None,
             last_ok_ms_ago: loop_age,
         };
+        let behind = self.gold_behind_since_ms.load(Ordering::Relaxed);
+        let gold = GoldPart {
+            state: if behind > 0 { "catching_up" } else { "current" },
+            behind_ms: (behind > 0).then(|| now - behind),
+        };
         HealthReport {
+            gold,
             status: if reasons.is_empty() {
                 "ok"
             } else {
@@ -251,5 +278,26 @@ mod tests {
         );
         h.consumer.stopped();
         assert_eq!(h.report().consumer.state, "stopped");
+    }
+
+    #[test]
+    fn gold_catching_up_is_reported_without_failing() {
+        let h = Health::default();
+        assert_eq!(h.report().gold.state, "current");
+        h.gold_behind(Some(now_ms() - 4000));
+        let r = h.report();
+        assert_eq!((r.status, r.gold.state), ("ok", "catching_up"));
+        assert!(r
+            .gold
+            .behind_ms
+            .is_some_and(|ms| (4000..60_000).contains(&ms)));
+        h.gold_behind(None);
+        assert_eq!(
+            h.report().gold,
+            GoldPart {
+                state: "current",
+                behind_ms: None
+            }
+        );
     }
 }

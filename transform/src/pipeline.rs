@@ -22,6 +22,10 @@ pub struct BatchStats {
     pub silver: SilverStats,
     /// Orders whose facts the batch re-derived in gold.
     pub gold_orders: u64,
+    /// The batch queued its gold changes (transform is catching up).
+    pub gold_deferred: bool,
+    /// What the batch's refresh drained from the queue of deferred batches.
+    pub gold_drained: Option<gold::queue::Queued>,
 }
 
 /// Routing of topics to silver models, and the dead-letter topic.
@@ -287,11 +291,21 @@ async fn apply_mirrors(
     Ok(())
 }
 
+/// How a batch treats gold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoldMode {
+    /// Gold is brought up to date in the batch's transaction (draining the queue).
+    Refresh,
+    /// The batch queues its gold changes ([`gold::queue`]): transform is behind.
+    Defer,
+}
+
 /// Applies a batch in one transaction.
 pub async fn process_batch(
     client: &mut Client,
     router: &Router,
     batch: &[OwnedMessage],
+    mode: GoldMode,
 ) -> Result<BatchStats, DbError> {
     let mut stats = BatchStats {
         records: batch.len() as u64,
@@ -330,8 +344,13 @@ pub async fn process_batch(
     let mut quality = apply_models(&tx, router, &batch_rows, &mut touched, &mut stats).await?;
     apply_mirrors(&tx, router, &batch_rows, &mut stats).await?;
 
-    let g = gold::refresh(&tx, &touched).await?;
+    let g = match mode {
+        GoldMode::Refresh => gold::refresh(&tx, &touched).await?,
+        GoldMode::Defer => gold::defer(&tx, &touched, batch.len() as u64).await?,
+    };
     stats.gold_orders = g.orders;
+    stats.gold_deferred = g.deferred;
+    stats.gold_drained = g.drained;
     if let Some(q) = quality.iter_mut().find(|q| q.model == "sales") {
         q.unknown_refs = gold::marts::quality::unknown_refs(&tx).await?;
     }
@@ -396,12 +415,13 @@ pub async fn process_one_by_one(
     client: &mut Client,
     router: &Router,
     batch: &[OwnedMessage],
+    mode: GoldMode,
 ) -> Result<BatchStats, DbError> {
     let mut total = BatchStats::default();
     // Slices still to apply, the next one on top.
     let mut todo: Vec<&[OwnedMessage]> = vec![batch];
     while let Some(part) = todo.pop() {
-        match process_batch(client, router, part).await {
+        match process_batch(client, router, part, mode).await {
             Ok(s) => {
                 total.records += s.records;
                 total.bronze_inserted += s.bronze_inserted;
@@ -410,6 +430,8 @@ pub async fn process_one_by_one(
                 total.tombstones += s.tombstones;
                 total.silver.add(&s.silver);
                 total.gold_orders += s.gold_orders;
+                total.gold_deferred |= s.gold_deferred;
+                total.gold_drained = total.gold_drained.or(s.gold_drained);
             }
             Err(e) if e.is_data_error() && part.len() > 1 => {
                 let (left, right) = part.split_at(part.len() / 2);

@@ -74,7 +74,7 @@ pub fn rows(service: &str, health: Result<Value, String>) -> Vec<Vec<Option<Stri
             ));
         }
     }
-    for part in ["warehouse", "consumer", "loop"] {
+    for part in ["warehouse", "consumer", "loop", "gold"] {
         let p = &body[part];
         if p.is_null() {
             continue;
@@ -85,6 +85,10 @@ pub fn rows(service: &str, health: Result<Value, String>) -> Vec<Vec<Option<Stri
                 p["assigned_partitions"],
                 text(&p["last_record_ms_ago"])
                     .map_or_else(|| "never".into(), |ms| format!("{ms} ms ago"))
+            )),
+            "gold" => Some(text(&p["behind_ms"]).map_or_else(
+                || "up to date with silver".into(),
+                |ms| format!("catching up with a backlog: {ms} ms behind silver"),
             )),
             _ => Some(format!("last ok {} ms ago", p["last_ok_ms_ago"])),
         });
@@ -163,10 +167,20 @@ mod tests {
         );
         let transform = json!({"status": "ok", "warehouse": {"state": "ok", "last_ok_ms_ago": 5},
             "consumer": {"state": "running", "assigned_partitions": 3, "last_record_ms_ago": null, "last_ok_ms_ago": 1},
-            "loop": {"state": "running", "last_ok_ms_ago": 7}});
+            "loop": {"state": "running", "last_ok_ms_ago": 7},
+            "gold": {"state": "catching_up", "behind_ms": 4200}});
         let r = rows("transform", Ok(transform));
         assert_eq!(r[1][3], s("3 partitions, last record never"));
-        assert_eq!(r.len(), 3);
+        assert_eq!(r.len(), 4);
+        assert_eq!(
+            r[3],
+            vec![
+                s("transform"),
+                s("gold"),
+                s("catching_up"),
+                s("catching up with a backlog: 4200 ms behind silver")
+            ]
+        );
         assert_eq!(
             r[0],
             vec![

@@ -14,6 +14,7 @@
 
 pub mod analytics;
 pub mod marts;
+pub mod queue;
 pub mod rebuild;
 pub mod verify;
 
@@ -172,6 +173,11 @@ pub async fn ensure(client: &mut Client) -> Result<Vec<&'static str>, GoldError>
     tx.batch_execute(marts::VIEWS)
         .await
         .map_err(DbError::query("creating the gold convenience objects"))?;
+    tx.batch_execute(marts::periods::RETIRED_HELPER_ROWS)
+        .await
+        .map_err(DbError::query(
+            "deleting the retired rows of gold.customer_activity",
+        ))?;
     tx.commit()
         .await
         .map_err(DbError::query("committing the gold schema"))?;
@@ -259,6 +265,14 @@ impl Touched {
             && self.countries.is_empty()
             && self.web_days.is_empty()
     }
+
+    /// Whether a dimension's members moved.
+    fn dims_touched(&self) -> bool {
+        !(self.customers.is_empty()
+            && self.products.is_empty()
+            && self.employees.is_empty()
+            && self.countries.is_empty())
+    }
 }
 
 /// What a refresh did.
@@ -267,6 +281,10 @@ pub struct GoldStats {
     pub orders: u64,
     pub lines_delta: u64,
     pub version: i64,
+    /// What it drained from the queue of deferred batches.
+    pub drained: Option<queue::Queued>,
+    /// The batch queued its changes instead ([`defer`]).
+    pub deferred: bool,
 }
 
 /// The marts a change of sales moves.
@@ -281,26 +299,36 @@ const SALES_MARTS: &[&str] = &[
     "distribution",
 ];
 
-/// Brings every mart in line with the batch's silver changes, inside its transaction, and
-/// bumps `gold.version` when anything moved.
-pub async fn refresh(tx: &Transaction<'_>, t: &Touched) -> Result<GoldStats, DbError> {
-    let mut stats = GoldStats::default();
-    if t.is_empty() {
-        return Ok(stats);
-    }
-    // Batches share the lock; a rebuild takes it alone.
+const DIM_MARTS: &[&str] = &["dim_customer", "dim_product", "dim_country", "dim_employee"];
+
+/// Takes the lock that batches share and a rebuild or a verification takes alone.
+async fn lock_shared(tx: &Transaction<'_>) -> Result<(), DbError> {
     tx.execute(
         "SELECT pg_advisory_xact_lock_shared($1)",
         &[&rebuild::GOLD_LOCK],
     )
     .await
     .map_err(DbError::query("taking the gold lock"))?;
+    Ok(())
+}
+
+/// Brings every mart in line with the batch's silver changes and with the queue of
+/// deferred batches ([`queue`]), inside the batch's transaction, and bumps
+/// `gold.version` when anything moved.
+pub async fn refresh(tx: &Transaction<'_>, t: &Touched) -> Result<GoldStats, DbError> {
+    let mut stats = GoldStats::default();
+    lock_shared(tx).await?;
+    let drained = queue::stage(tx, t).await?;
+    if t.is_empty() && drained.is_none() {
+        return Ok(stats);
+    }
+    stats.drained = drained;
     // Room for the batch's sorts and hashes (the default 4 MB spills a batch's windows to disk).
     tx.batch_execute("SET LOCAL work_mem = '64MB'")
         .await
         .map_err(DbError::query("setting the batch's work_mem"))?;
     marts::dims::refresh(tx, t).await?;
-    let (orders, lines) = marts::facts::refresh(tx, t).await?;
+    let (orders, lines) = marts::facts::refresh(tx).await?;
     stats.orders = orders;
     stats.lines_delta = lines;
     if lines > 0 {
@@ -309,14 +337,43 @@ pub async fn refresh(tx: &Transaction<'_>, t: &Touched) -> Result<GoldStats, DbE
         marts::customers::refresh(tx).await?;
         marts::distribution::refresh(tx).await?;
     }
-    marts::web_usage::refresh(tx, &t.web_days).await?;
-    let mut names: Vec<&str> = vec!["dim_customer", "dim_product", "dim_country", "dim_employee"];
+    let web_days = match drained {
+        Some(_) => queue::staged_web_days(tx).await?,
+        None => t.web_days.clone(),
+    };
+    marts::web_usage::refresh(tx, &web_days).await?;
+    let mut names: Vec<&str> = DIM_MARTS.to_vec();
     if lines > 0 {
         names.extend(SALES_MARTS);
     }
-    if !t.web_days.is_empty() {
+    if !web_days.is_empty() {
         names.push(marts::web_usage::WEB_USAGE_DAILY.name);
     }
-    stats.version = marts::freshness::bump(tx, &names, t).await?;
+    let newest = Touched {
+        newest_event_ms: t
+            .newest_event_ms
+            .max(drained.and_then(|q| q.newest_event_ms)),
+        newest_kafka_ms: t
+            .newest_kafka_ms
+            .max(drained.and_then(|q| q.newest_kafka_ms)),
+        ..Default::default()
+    };
+    stats.version = marts::freshness::bump(tx, &names, &newest).await?;
+    Ok(stats)
+}
+
+/// A batch while transform is behind: the dimensions now, the facts and marts queued for
+/// the next [`refresh`] (`records`: the batch's size, for the queue's state).
+pub async fn defer(tx: &Transaction<'_>, t: &Touched, records: u64) -> Result<GoldStats, DbError> {
+    let mut stats = GoldStats {
+        deferred: true,
+        ..Default::default()
+    };
+    lock_shared(tx).await?;
+    marts::dims::refresh(tx, t).await?;
+    queue::defer(tx, t, records).await?;
+    if t.dims_touched() {
+        stats.version = marts::freshness::bump(tx, DIM_MARTS, t).await?;
+    }
     Ok(stats)
 }

@@ -85,9 +85,11 @@ pub async fn rebuild(
     let has = |m: &Mart| fam.iter().any(|f| f.name == m.name);
     let lines = if has(&marts::facts::FACT_SALES) {
         all_keys_dims(&tx).await?;
-        tx.execute(
-            "INSERT INTO gold_touched_orders SELECT DISTINCT order_id FROM silver.sales",
-            &[],
+        tx.batch_execute(
+            "INSERT INTO gold_touched_orders SELECT DISTINCT order_id FROM silver.sales;
+             DELETE FROM pipeline.gold_queue;
+             UPDATE pipeline.gold_queue_state SET since = NULL, batches = 0, records = 0,
+                 newest_event_ms = NULL, newest_kafka_ms = NULL;",
         )
         .await
         .map_err(DbError::query("listing the orders to rebuild"))?;

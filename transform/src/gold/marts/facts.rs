@@ -10,7 +10,7 @@
 //! customer or product is not in silver points to the `UNKNOWN` member and keeps the source
 //! reference; when the customer or product arrives, the line is re-resolved.
 
-use crate::gold::{col, Mart, Touched};
+use crate::gold::{col, Mart};
 use crate::sql::DbError;
 use tokio_postgres::Transaction;
 
@@ -65,6 +65,7 @@ pub const FACT_ORDERS: Mart = Mart {
 
 /// The session's delta tables, emptied at each commit.
 pub const SESSION: &str = "
+CREATE TEMP TABLE IF NOT EXISTS gold_touched_keys (model text NOT NULL, key text NOT NULL) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gold_touched_orders (order_id text PRIMARY KEY) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS gold_d_lines (sign integer NOT NULL, sale_id text, order_id text,
     sale_date date, customer_key text, country text, product_key text, employee_key text,
@@ -88,27 +89,31 @@ const LINE_COLS: &str =
 const ORDER_COLS: &str =
     "order_id, order_date, customer_key, country, employee_key, lines, units, amount";
 
-/// Re-derives the touched orders; returns (orders touched, delta lines).
-pub async fn refresh(tx: &Transaction<'_>, t: &Touched) -> Result<(u64, u64), DbError> {
-    let sales: Vec<&str> = t.sales.iter().map(String::as_str).collect();
-    let customers: Vec<&str> = t.customers.iter().map(String::as_str).collect();
-    let products: Vec<&str> = t.products.iter().map(String::as_str).collect();
+/// Re-derives the orders of the staged keys (`gold_touched_keys`): the orders of the touched
+/// sale lines, old and new, and those whose customer or product resolution changed;
+/// returns (orders touched, delta lines).
+pub async fn refresh(tx: &Transaction<'_>) -> Result<(u64, u64), DbError> {
+    tx.batch_execute("ANALYZE gold_touched_keys")
+        .await
+        .map_err(DbError::query("analysing the touched keys"))?;
     let orders = tx
         .execute(
             "INSERT INTO gold_touched_orders (order_id)
-             SELECT order_id FROM gold.fact_sales WHERE sale_id = ANY($1)
-             UNION SELECT order_id FROM silver.sales WHERE sale_id = ANY($1)
+             SELECT f.order_id FROM gold.fact_sales f
+                   JOIN gold_touched_keys k ON k.model = 'sales' AND k.key = f.sale_id
+             UNION SELECT s.order_id FROM silver.sales s
+                   JOIN gold_touched_keys k ON k.model = 'sales' AND k.key = s.sale_id
              UNION SELECT f.order_id FROM gold.fact_sales f
+                   JOIN gold_touched_keys k ON k.model = 'customers' AND k.key = f.source_customer_id
                    LEFT JOIN silver.customers c ON c.customer_id = f.source_customer_id
-                   WHERE f.source_customer_id = ANY($2)
-                     AND (f.customer_key, f.country) IS DISTINCT FROM
+                   WHERE (f.customer_key, f.country) IS DISTINCT FROM
                          (coalesce(c.customer_id, 'UNKNOWN'), coalesce(c.country, 'Unknown'))
              UNION SELECT f.order_id FROM gold.fact_sales f
+                   JOIN gold_touched_keys k ON k.model = 'products' AND k.key = f.source_product_id
                    LEFT JOIN silver.products p ON p.product_id = f.source_product_id
-                   WHERE f.source_product_id = ANY($3)
-                     AND f.product_key IS DISTINCT FROM coalesce(p.product_id, 'UNKNOWN')
+                   WHERE f.product_key IS DISTINCT FROM coalesce(p.product_id, 'UNKNOWN')
              ON CONFLICT DO NOTHING",
-            &[&sales, &customers, &products],
+            &[],
         )
         .await
         .map_err(DbError::query("finding the orders the batch touches"))?;

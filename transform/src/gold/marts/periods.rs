@@ -1,9 +1,15 @@
 //! Sales by period (`gold.sales_by_period`: day, ISO week, month, quarter, year, all), by
 //! country and period (`gold.country_sales`: month, year, all) and by sales person and
 //! period (`gold.employee_sales`: month, all), kept by signed deltas. Distinct customers
-//! come from `gold.customer_activity`, a multiplicity table (orders per customer and
-//! group): a row that appears adds one customer to its group, a row whose count falls to
-//! zero removes one, so a batch costs what it touches, not the group's size; growth is recomputed for the touched periods and those that compare with them.
+//! of a period of a month or less (day, week, month; country and employee by month) are
+//! recounted from `gold.fact_orders` for the touched periods (an index range scan over
+//! the period's orders); those of longer periods (quarter, year, all) come from
+//! `gold.customer_activity`, a multiplicity table (orders per customer and group): a row
+//! that appears adds one customer to its group, a row whose count falls to zero removes
+//! one, so a batch costs what it touches, not the group's size. (A multiplicity row per
+//! customer and day or month would cost one upsert per order and grain, the bulk of a
+//! backfill; a recount of a long period would read a year of orders per batch.) Growth
+//! is recomputed for the touched periods and those that compare with them.
 //!
 //! Revenue, lines and units come from the lines (a line counts in the period of its date);
 //! orders, customers and the average basket from the orders (in the period of the order's
@@ -103,7 +109,7 @@ pub const EMPLOYEE_MONTH: Mart = Mart {
 pub const CUSTOMER_ACTIVITY: Mart = Mart {
     name: "customer_activity",
     table: "gold.customer_activity",
-    comment: "Helper of the distinct-customer counts: orders per customer, grain (sales_by_period grains; country_<grain>; employee_<grain>), period and group (country or employee; empty for sales_by_period). A row exists while the count is above zero.",
+    comment: "Helper of the distinct-customer counts of the periods longer than a month: orders per customer, grain (quarter, year, all; country_year, country_all; employee_all), period and group (country or employee; empty for sales_by_period). A row exists while the count is above zero. Periods of a month or less are recounted from gold.fact_orders.",
     columns: &[
         col("grain", "text", "Grain, prefixed by the grouping (country_, employee_) when there is one."),
         col("period_start", "date", "First day of the period."),
@@ -116,6 +122,11 @@ pub const CUSTOMER_ACTIVITY: Mart = Mart {
     module: "transform/src/gold/marts/periods.rs",
 };
 
+/// Rows of `gold.customer_activity` for grains now recounted (warehouses made before the
+/// recount kept them); deleted at start, a no-op once gone.
+pub const RETIRED_HELPER_ROWS: &str = "DELETE FROM gold.customer_activity
+    WHERE grain IN ('day', 'week', 'month', 'country_month', 'employee_month')";
+
 /// A period mart: its table, grouping column and grains.
 struct Spec {
     table: &'static str,
@@ -124,6 +135,9 @@ struct Spec {
     /// Prefix of the helper grains in customer_activity.
     helper: &'static str,
     grains: &'static [&'static str],
+    /// The grains whose distinct customers are recounted from `gold.fact_orders` (the
+    /// others are kept in `gold.customer_activity`).
+    recount: &'static [&'static str],
     growth: bool,
 }
 
@@ -133,6 +147,7 @@ const SPECS: &[Spec] = &[
         group: None,
         helper: "",
         grains: &["day", "week", "month", "quarter", "year", "all"],
+        recount: &["day", "week", "month"],
         growth: true,
     },
     Spec {
@@ -140,6 +155,7 @@ const SPECS: &[Spec] = &[
         group: Some("country"),
         helper: "country_",
         grains: &["month", "year", "all"],
+        recount: &["month"],
         growth: false,
     },
     Spec {
@@ -147,6 +163,7 @@ const SPECS: &[Spec] = &[
         group: Some("employee_key"),
         helper: "employee_",
         grains: &["month", "all"],
+        recount: &["month"],
         growth: false,
     },
 ];
@@ -161,10 +178,24 @@ pub async fn refresh(tx: &Transaction<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
+/// `('a'), ('b')`: a VALUES list of grains.
+fn values(grains: &[&str]) -> String {
+    let v: Vec<String> = grains.iter().map(|g| format!("('{g}')")).collect();
+    v.join(", ")
+}
+
 async fn refresh_one(tx: &Transaction<'_>, s: &Spec) -> Result<(), tokio_postgres::Error> {
-    let grains: Vec<String> = s.grains.iter().map(|g| format!("('{g}')")).collect();
-    let grains = grains.join(", ");
+    let grains = values(s.grains);
+    let kept: Vec<&str> = s
+        .grains
+        .iter()
+        .copied()
+        .filter(|g| !s.recount.contains(g))
+        .collect();
+    let kept = values(&kept);
+    let recount = values(s.recount);
     let grp = s.group.unwrap_or("''");
+    let ogrp = s.group.map_or("''".to_string(), |g| format!("o.{g}"));
     let (gcol, gsel, gkey) = match s.group {
         Some(g) => (format!(", {g}"), ", grp", format!(", {g}")),
         None => (String::new(), "", String::new()),
@@ -199,7 +230,7 @@ async fn refresh_one(tx: &Transaction<'_>, s: &Spec) -> Result<(), tokio_postgre
          WITH up AS (
              INSERT INTO gold.customer_activity AS a (grain, period_start, group_key, customer_key, orders)
              SELECT '{h}' || g.grain, gold.period_start(g.grain, d.order_date), {grp}, d.customer_key, sum(d.sign)
-             FROM gold_d_orders d CROSS JOIN (VALUES {grains}) AS g(grain)
+             FROM gold_d_orders d CROSS JOIN (VALUES {kept}) AS g(grain)
              GROUP BY 1, 2, 3, 4 HAVING sum(d.sign) <> 0 ORDER BY 1, 2, 3, 4
              ON CONFLICT (grain, period_start, group_key, customer_key)
              DO UPDATE SET orders = a.orders + EXCLUDED.orders
@@ -216,6 +247,15 @@ async fn refresh_one(tx: &Transaction<'_>, s: &Spec) -> Result<(), tokio_postgre
              avg_basket = round(t.revenue / nullif(t.orders, 0), 2)
          FROM (SELECT DISTINCT grain, p, grp FROM gold_px) x
               LEFT JOIN gold_cx c ON c.grain = x.grain AND c.p = x.p AND c.grp = x.grp
+         WHERE t.grain = x.grain AND t.period_start = x.p{gmatch};
+         WITH x AS (SELECT DISTINCT x.grain, x.p, x.grp FROM gold_px x JOIN (VALUES {recount}) AS r(grain) USING (grain)),
+         xp AS (SELECT DISTINCT grain, p FROM x),
+         c AS (SELECT xp.grain, xp.p, {ogrp} AS grp, count(DISTINCT o.customer_key) AS n
+               FROM xp JOIN gold.fact_orders o
+                 ON o.order_date >= xp.p AND o.order_date < gold.period_shift(xp.grain, xp.p, 1)
+               GROUP BY 1, 2, 3)
+         UPDATE {t} AS t SET customers = coalesce(c.n, 0)
+         FROM x LEFT JOIN c ON c.grain = x.grain AND c.p = x.p AND c.grp = x.grp
          WHERE t.grain = x.grain AND t.period_start = x.p{gmatch};
          DELETE FROM {t} AS t USING (SELECT DISTINCT grain, p, grp FROM gold_px) x
          WHERE t.grain = x.grain AND t.period_start = x.p{gmatch} AND t.lines = 0 AND t.orders = 0;",

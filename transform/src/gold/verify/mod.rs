@@ -172,9 +172,29 @@ const STORED: &[Stored] = &[
     },
 ];
 
-/// Reads silver and every stored mart in one snapshot.
+/// Reads silver and every stored mart in one snapshot. Batches wait while gold catches up
+/// with its queue ([`crate::gold::queue`]) and the snapshot is taken, so that the
+/// snapshot's gold is up to date with its silver.
 async fn read(client: &mut Client) -> anyhow::Result<(marts::Silver, Vec<Table>)> {
+    use crate::gold::rebuild::GOLD_LOCK;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&GOLD_LOCK])
+        .await
+        .map_err(crate::sql::DbError::query("taking the gold lock"))?;
+    let read = read_locked(client).await;
+    if read.is_err() && !client.is_closed() {
+        // Released already unless the failure came before the snapshot.
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&GOLD_LOCK])
+            .await;
+    }
+    read
+}
+
+/// [`read`] under the session's gold lock, which it releases once its snapshot is taken.
+async fn read_locked(client: &mut Client) -> anyhow::Result<(marts::Silver, Vec<Table>)> {
     use crate::sql::DbError;
+    crate::gold::queue::drain(client).await?;
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -182,6 +202,24 @@ async fn read(client: &mut Client) -> anyhow::Result<(marts::Silver, Vec<Table>)
         .start()
         .await
         .map_err(DbError::query("starting the verification"))?;
+    let behind: bool = tx
+        .query_one(
+            "SELECT since IS NOT NULL FROM pipeline.gold_queue_state",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("reading gold's queue state"))?
+        .get(0);
+    tx.execute(
+        "SELECT pg_advisory_unlock($1)",
+        &[&crate::gold::rebuild::GOLD_LOCK],
+    )
+    .await
+    .map_err(DbError::query("releasing the gold lock"))?;
+    anyhow::ensure!(
+        !behind,
+        "gold is still catching up with queued batches after draining them; run verify again"
+    );
     tx.batch_execute("SET LOCAL datestyle TO ISO")
         .await
         .map_err(DbError::query("setting the date style"))?;
