@@ -5,12 +5,12 @@
 //! position and GTID of a transaction's end) is saved only after the broker acknowledged
 //! every row before it. See `docs/change-events.md` for the value formats and source keys.
 
-mod ddl;
-mod schema;
+pub(crate) mod ddl;
+pub(crate) mod schema;
 pub mod settings;
 mod snapshot;
-mod stream;
-mod values;
+pub(crate) mod stream;
+pub(crate) mod values;
 
 pub use settings::{MysqlSettings, ResumeMode, SnapshotMode};
 

@@ -208,7 +208,7 @@ fn clean_file_name(raw: &[u8], fake: bool) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
 
-fn row_values(
+pub fn row_values(
     schema: &TableSchema,
     row: &mut mysql_async::binlog::row::BinlogRow,
 ) -> Result<Vec<Out>, String> {
