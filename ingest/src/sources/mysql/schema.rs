@@ -212,6 +212,11 @@ impl TableSchema {
             .map(|r| r.map(|i| i as usize))
             .collect::<Result<_, _>>()
             .map_err(|e| meta_err(e.to_string()))?;
+        if let Some(i) = pk.iter().find(|&&i| i >= n) {
+            return Err(meta_err(format!(
+                "primary-key column {i} is past the table's {n} columns"
+            )));
+        }
         let (enums, sets) = enum_and_set_labels(tme, &meta_err)?;
         let (mut enums, mut sets) = (enums.into_iter(), sets.into_iter());
         let mut charsets = ex.iter_charset();
@@ -521,4 +526,56 @@ pub fn snapshot_source_key(snapshot_id: &str, schema: &TableSchema, row: &[Out])
 
 pub fn version() -> &'static str {
     CONTRACT_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::binlog::events::{Event, FormatDescriptionEvent};
+    use mysql_async::binlog::{BinlogVersion, EventType};
+
+    /// A TABLE_MAP event for `shop.t` with columns `id INT` and `name VARCHAR(10)`, and the
+    /// given SIMPLE_PRIMARY_KEY column indexes, as the server writes it.
+    fn table_map(pk: &[u8]) -> Event {
+        let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0]; // table id, flags
+        body.extend(b"\x04shop\0\x01t\0");
+        body.extend([
+            2,
+            ColumnType::MYSQL_TYPE_LONG as u8,
+            ColumnType::MYSQL_TYPE_VARCHAR as u8,
+        ]);
+        body.extend([2, 10, 0]); // metadata: VARCHAR's maximum length
+        body.push(0b11); // both nullable
+        body.extend(b"\x04\x08\x02id\x04name"); // COLUMN_NAME
+        body.extend([8, pk.len() as u8]); // SIMPLE_PRIMARY_KEY
+        body.extend(pk);
+        let mut ev = 1_700_000_000u32.to_le_bytes().to_vec();
+        ev.push(EventType::TABLE_MAP_EVENT as u8);
+        ev.extend(1u32.to_le_bytes()); // server id
+        ev.extend((19 + body.len() as u32).to_le_bytes());
+        ev.extend(4711u32.to_le_bytes()); // log pos
+        ev.extend([0, 0]); // flags
+        ev.extend(body);
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        Event::read(&fde, &ev[..]).unwrap()
+    }
+
+    #[test]
+    fn primary_key_past_the_columns_is_refused() {
+        let ev = table_map(&[0]);
+        let tme = ev.read_event::<TableMapEvent>().unwrap();
+        let s = TableSchema::from_table_map(&tme, "etl").unwrap();
+        assert_eq!(
+            (s.names.as_slice(), s.pk.as_slice()),
+            (&["id".to_string(), "name".into()][..], &[0][..])
+        );
+        assert_eq!(s.shape().pk, ["id"]);
+        // Found by fuzz/fuzz_targets/binlog_value.rs: a key index past the last column was
+        // accepted, and announcing the table's shape then panicked (index out of bounds).
+        let ev = table_map(&[2]);
+        let tme = ev.read_event::<TableMapEvent>().unwrap();
+        let err = TableSchema::from_table_map(&tme, "etl").unwrap_err();
+        assert!(matches!(err, SchemaError::Metadata { .. }), "{err}");
+        assert!(err.to_string().contains("primary-key column 2"), "{err}");
+    }
 }
