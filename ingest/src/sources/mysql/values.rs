@@ -123,7 +123,12 @@ fn timestamp_from_epoch(sec: i64, us: u32, p: u8) -> Result<String, String> {
         // MySQL's zero timestamp.
         return Ok(format!("{}Z", date_time(0, 0, 0, 0, 0, 0, 0, p, 'T')));
     }
-    let t = chrono::DateTime::from_timestamp(sec, us * 1000)
+    // A binlog fraction can hold up to 16777215 "microseconds" (3 bytes) in a corrupt event.
+    let nanos = us
+        .checked_mul(1000)
+        .filter(|&n| n < 1_000_000_000)
+        .ok_or_else(|| "a timestamp whose microseconds are out of range".to_string())?;
+    let t = chrono::DateTime::from_timestamp(sec, nanos)
         .ok_or_else(|| "a timestamp out of the representable range".to_string())?;
     use chrono::{Datelike, Timelike};
     Ok(format!(
@@ -386,6 +391,22 @@ mod tests {
         );
         let t = Value::Time(true, 1, 2, 3, 4, 500_000);
         assert_eq!(s(render(&Kind::Time(1), t).unwrap()), "-26:03:04.5");
+    }
+
+    #[test]
+    fn binlog_timestamp_microseconds_out_of_range() {
+        // Found by fuzz/fuzz_targets/binlog_value.rs: a TIMESTAMP2 fraction past 999999 (its
+        // 3 bytes hold up to 16777215) overflowed `us * 1000`: a panic with overflow checks,
+        // a wrong timestamp (or a leap second) without.
+        for frac in ["16777215", "4294968", "1000000"] {
+            let v = Value::Bytes(format!("1706702709.{frac}").into_bytes());
+            assert!(render(&Kind::Timestamp(6), v).is_err(), "{frac}");
+        }
+        let v = Value::Bytes(b"1706702709.999999".to_vec());
+        assert_eq!(
+            s(render(&Kind::Timestamp(6), v).unwrap()),
+            "2024-01-31T12:05:09.999999Z"
+        );
     }
 
     #[test]
