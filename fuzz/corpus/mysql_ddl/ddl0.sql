@@ -1,0 +1,1 @@
+ALTER TABLE `shop`.`orders` RENAME COLUMN note TO remark, ADD COLUMN x INT

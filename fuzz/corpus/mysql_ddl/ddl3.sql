@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS `weird``name` (id INT PRIMARY KEY, s VARCHAR(10) DEFAULT "a\"b") -- trailing

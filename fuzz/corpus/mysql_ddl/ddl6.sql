@@ -1,0 +1,1 @@
+CREATE DATABASE shop2 # comment
