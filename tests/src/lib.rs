@@ -1087,13 +1087,39 @@ fn cents_text(c: i64) -> String {
     format!("{}.{:02}", c / 100, c % 100)
 }
 
-/// Waits (at most `timeout`) until silver holds `rows` sales, then 3 s more for anything
-/// in flight to land (a duplicate would show); the error carries the services' log tails.
+/// Whether silver holds at least `rows` sales and gold has caught up with it: gold's queue
+/// of deferred batches is empty and `sales_by_period` counts every silver line (while
+/// transform catches up with a backlog, gold follows silver by up to
+/// `transform.gold_catch_up_secs`).
+pub async fn sales_caught_up(db: &tokio_postgres::Client, rows: i64) -> Result<bool> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM silver.sales),
+                    (SELECT since IS NULL FROM pipeline.gold_queue_state),
+                    (SELECT coalesce(sum(lines), 0)::bigint FROM gold.sales_by_period WHERE grain = 'all')",
+            &[],
+        )
+        .await?;
+    let (silver, current, gold): (i64, bool, i64) = (row.get(0), row.get(1), row.get(2));
+    Ok(silver >= rows && current && gold == silver)
+}
+
+/// Waits (at most `timeout`) until silver holds `rows` sales and gold has caught up with it,
+/// then 3 s more for anything in flight to land (a duplicate would show); the error carries
+/// the services' log tails.
 pub async fn wait_sales_in_silver(s: &Scratch, rows: i64, timeout: Duration) -> Result<()> {
     let db = s.db().await?;
-    wait_for(timeout, &format!("{rows} rows in silver.sales"), || async {
-        Ok((count(&db, "SELECT count(*) FROM silver.sales").await? >= rows).then_some(()))
-    })
+    wait_for(
+        timeout,
+        &format!("{rows} rows in silver.sales and gold caught up"),
+        || async {
+            // Until the transform has migrated the warehouse, the query fails: not there yet.
+            Ok(sales_caught_up(&db, rows)
+                .await
+                .unwrap_or(false)
+                .then_some(()))
+        },
+    )
     .await
     .map_err(|e| {
         anyhow::anyhow!(

@@ -61,12 +61,12 @@ async fn kill_dash_9_during_a_100k_load_loses_and_duplicates_nothing() -> Result
     let db = s.db().await?;
     wait_for(
         Duration::from_secs(300),
-        "all 100k rows in silver",
+        "all 100k rows in silver and gold caught up",
         || async {
-            Ok(
-                (count(&db, "SELECT count(*) FROM silver.sales").await? >= ROWS as i64)
-                    .then_some(()),
-            )
+            Ok(e2e_tests::sales_caught_up(&db, ROWS as i64)
+                .await
+                .unwrap_or(false)
+                .then_some(()))
         },
     )
     .await
