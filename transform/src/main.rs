@@ -367,26 +367,7 @@ async fn run(
         health.ok();
         catch_up.committed(&stats);
         health.gold_behind(catch_up.behind_since_ms());
-        metrics::histogram!("transform_batch_seconds").record(started.elapsed().as_secs_f64());
-        metrics::counter!("transform_records_total").increment(stats.records);
-        metrics::counter!("transform_bronze_inserted_total").increment(stats.bronze_inserted);
-        metrics::counter!("transform_bronze_duplicates_total").increment(stats.bronze_duplicates);
-        metrics::counter!("transform_dead_letters_total").increment(stats.dead_letters);
-        totals.records += stats.records;
-        totals.bronze_inserted += stats.bronze_inserted;
-        totals.bronze_duplicates += stats.bronze_duplicates;
-        totals.dead_letters += stats.dead_letters;
-        totals.silver.add(&stats.silver);
-        totals.gold_orders += stats.gold_orders;
-        tracing::debug!(
-            records = stats.records,
-            bronze = stats.bronze_inserted,
-            duplicates = stats.bronze_duplicates,
-            ms = started.elapsed().as_millis() as u64,
-            gold_deferred = stats.gold_deferred,
-            gold_drained_records = stats.gold_drained.map(|q| q.records),
-            "batch committed"
-        );
+        record_batch(&mut totals, &stats, started);
         if last_beat.elapsed() > Duration::from_secs(5) {
             last_beat = Instant::now();
             heartbeat(&client, run_id, &totals, false).await;
@@ -406,17 +387,12 @@ async fn run(
 struct CatchUp {
     every: Duration,
     full: usize,
-    /// Since when the queue holds deferred batches (this run's clock).
-    since: Option<Instant>,
-    /// The same, ms since the epoch (for `/health`).
-    since_ms: Option<i64>,
+    /// Since when the queue holds deferred batches: this run's clock, and ms since the
+    /// epoch for `/health`.
+    since: Option<(Instant, i64)>,
 }
 
 impl CatchUp {
-    fn behind_since_ms(&self) -> Option<i64> {
-        self.since.and(self.since_ms)
-    }
-
     async fn new(client: &tokio_postgres::Client, secs: u64, full: usize) -> Self {
         let since = match transform::gold::queue::state(client).await {
             Ok(Some((at, records))) => {
@@ -432,14 +408,17 @@ impl CatchUp {
         CatchUp {
             every: Duration::from_secs(secs),
             full,
-            since: since.map(|s| s.0),
-            since_ms: since.map(|s| s.1),
+            since,
         }
+    }
+
+    fn behind_since_ms(&self) -> Option<i64> {
+        self.since.map(|s| s.1)
     }
 
     fn mode(&self, records: usize, more_waiting: bool) -> pipeline::GoldMode {
         let behind = records >= self.full || more_waiting;
-        let overdue = self.since.is_some_and(|s| s.elapsed() >= self.every);
+        let overdue = self.since.is_some_and(|s| s.0.elapsed() >= self.every);
         if !self.every.is_zero() && behind && !overdue {
             pipeline::GoldMode::Defer
         } else {
@@ -449,24 +428,28 @@ impl CatchUp {
 
     fn committed(&mut self, stats: &BatchStats) {
         if stats.gold_deferred {
-            self.since.get_or_insert_with(Instant::now);
-            self.since_ms
-                .get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
+            self.since
+                .get_or_insert_with(|| (Instant::now(), chrono::Utc::now().timestamp_millis()));
             metrics::counter!("transform_gold_deferred_batches_total").increment(1);
+            metrics::gauge!("transform_gold_behind").set(1.0);
         } else {
-            if let Some(q) = stats.gold_drained {
-                info!(
-                    batches = q.batches,
-                    records = q.records,
-                    keys = q.keys,
-                    "gold caught up with the queued batches"
-                );
-                metrics::counter!("transform_gold_catch_ups_total").increment(1);
-            }
-            self.since = None;
-            self.since_ms = None;
+            self.caught_up(stats.gold_drained);
         }
-        metrics::gauge!("transform_gold_behind").set(if self.since.is_some() { 1.0 } else { 0.0 });
+    }
+
+    /// Gold is up to date again (`drained`: what the refresh took from the queue).
+    fn caught_up(&mut self, drained: Option<transform::gold::queue::Queued>) {
+        if let Some(q) = drained {
+            info!(
+                batches = q.batches,
+                records = q.records,
+                keys = q.keys,
+                "gold caught up with the queued batches"
+            );
+            metrics::counter!("transform_gold_catch_ups_total").increment(1);
+        }
+        self.since = None;
+        metrics::gauge!("transform_gold_behind").set(0.0);
     }
 
     /// No batch for a while: drain what is queued.
@@ -475,23 +458,29 @@ impl CatchUp {
             return;
         }
         match transform::gold::queue::drain(client).await {
-            Ok(q) => {
-                if let Some(q) = q {
-                    info!(
-                        batches = q.batches,
-                        records = q.records,
-                        keys = q.keys,
-                        "gold caught up with the queued batches (idle)"
-                    );
-                    metrics::counter!("transform_gold_catch_ups_total").increment(1);
-                }
-                self.since = None;
-                self.since_ms = None;
-                metrics::gauge!("transform_gold_behind").set(0.0);
-            }
+            Ok(q) => self.caught_up(q),
             Err(e) => warn!(error = %e, "gold's catch-up failed; it will be retried"),
         }
     }
+}
+
+/// The committed batch's metrics and debug line; adds it to the run's totals.
+fn record_batch(totals: &mut BatchStats, stats: &BatchStats, started: Instant) {
+    metrics::histogram!("transform_batch_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("transform_records_total").increment(stats.records);
+    metrics::counter!("transform_bronze_inserted_total").increment(stats.bronze_inserted);
+    metrics::counter!("transform_bronze_duplicates_total").increment(stats.bronze_duplicates);
+    metrics::counter!("transform_dead_letters_total").increment(stats.dead_letters);
+    totals.add(stats);
+    tracing::debug!(
+        records = stats.records,
+        bronze = stats.bronze_inserted,
+        duplicates = stats.bronze_duplicates,
+        ms = started.elapsed().as_millis() as u64,
+        gold_deferred = stats.gold_deferred,
+        gold_drained_records = stats.gold_drained.map(|q| q.records),
+        "batch committed"
+    );
 }
 
 async fn heartbeat(client: &tokio_postgres::Client, run_id: i64, t: &BatchStats, stopped: bool) {

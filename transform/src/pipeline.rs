@@ -28,6 +28,21 @@ pub struct BatchStats {
     pub gold_drained: Option<gold::queue::Queued>,
 }
 
+impl BatchStats {
+    /// Adds another batch's counts (a gold drain is kept from the first that had one).
+    pub fn add(&mut self, s: &BatchStats) {
+        self.records += s.records;
+        self.bronze_inserted += s.bronze_inserted;
+        self.bronze_duplicates += s.bronze_duplicates;
+        self.dead_letters += s.dead_letters;
+        self.tombstones += s.tombstones;
+        self.silver.add(&s.silver);
+        self.gold_orders += s.gold_orders;
+        self.gold_deferred |= s.gold_deferred;
+        self.gold_drained = self.gold_drained.or(s.gold_drained);
+    }
+}
+
 /// Routing of topics to silver models, and the dead-letter topic.
 pub struct Router {
     pub group: String,
@@ -422,17 +437,7 @@ pub async fn process_one_by_one(
     let mut todo: Vec<&[OwnedMessage]> = vec![batch];
     while let Some(part) = todo.pop() {
         match process_batch(client, router, part, mode).await {
-            Ok(s) => {
-                total.records += s.records;
-                total.bronze_inserted += s.bronze_inserted;
-                total.bronze_duplicates += s.bronze_duplicates;
-                total.dead_letters += s.dead_letters;
-                total.tombstones += s.tombstones;
-                total.silver.add(&s.silver);
-                total.gold_orders += s.gold_orders;
-                total.gold_deferred |= s.gold_deferred;
-                total.gold_drained = total.gold_drained.or(s.gold_drained);
-            }
+            Ok(s) => total.add(&s),
             Err(e) if e.is_data_error() && part.len() > 1 => {
                 let (left, right) = part.split_at(part.len() / 2);
                 todo.push(right);
